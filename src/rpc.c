@@ -1,0 +1,678 @@
+/*
+ * rpc.c - JSON-RPC 2.0 envelope, parameter validation, the method table and dispatch.
+ *
+ * The method table below is the one place that lists every method, its handler, the roles that
+ * may call it and its parameters. Decisions (also in docs/protocol.md): requests must use named
+ * params (an object); batches are refused with -32600; notifications sent by a client (no id)
+ * are ignored, because a folio server must never do work it cannot acknowledge; unknown
+ * envelope members and unknown params are refused rather than ignored, so a typo cannot post
+ * something other than what was meant.
+ */
+#include "rpc.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "conn.h"
+#include "db.h"
+#include "server.h"
+#include "session.h"
+#include "sqlcall.h"
+
+/* ---- parameter tables ---- */
+
+#define P_END {NULL, RPC_P_MAX, false, 0, 0}
+#define P_STR(n, req, lo, hi) {n, RPC_P_STRING, req, lo, hi}
+#define P_INT(n, req, lo, hi) {n, RPC_P_INT, req, lo, hi}
+#define P_BOOL(n, req) {n, RPC_P_BOOL, req, 0, 0}
+#define P_OBJ(n, req) {n, RPC_P_OBJECT, req, 0, 0}
+#define P_ARR(n, req, hi) {n, RPC_P_ARRAY, req, 0, hi}
+#define P_DATE(n, req) {n, RPC_P_DATE, req, 0, 0}
+
+static const struct rpc_param p_none[] = {P_END};
+static const struct rpc_param p_login[] = {
+    P_STR("user", true, 1, 64),
+    P_STR("password", true, 1, 1024),
+    P_END,
+};
+static const struct rpc_param p_property_scope[] = {P_STR("property", false, 1, 16), P_END};
+static const struct rpc_param p_property[] = {
+    P_STR("code", true, 1, 16),
+    P_STR("name", false, 1, 200),
+    P_STR("currency", false, 3, 3),
+    P_INT("minor_units", false, 0, 4),
+    P_STR("timezone", false, 1, 64),
+    P_DATE("business_date", false),
+    P_STR("audit_time", false, 4, 8),
+    P_OBJ("settings", false),
+    P_END,
+};
+static const struct rpc_param p_room[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("number", true, 1, 16),
+    P_STR("room_type", false, 1, 32),
+    P_INT("floor", false, -10, 500),
+    P_STR("status", false, 1, 32),
+    P_END,
+};
+static const struct rpc_param p_room_list[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("status", false, 1, 32),
+    P_END,
+};
+static const struct rpc_param p_trx_code[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("code", true, 1, 16),
+    P_STR("description", false, 1, 200),
+    P_STR("department", false, 1, 32),
+    P_STR("kind", false, 1, 16),
+    P_STR("payment_method", false, 1, 32),
+    P_BOOL("enabled", false),
+    P_ARR("rules", false, 16),
+    P_END,
+};
+static const struct rpc_param p_outlet[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("code", true, 1, 16),
+    P_STR("name", false, 1, 200),
+    P_STR("cert_fingerprint", false, 0, 64),
+    P_STR("cert_cn", false, 0, 64),
+    P_BOOL("enabled", false),
+    P_OBJ("policy", false),
+    P_END,
+};
+static const struct rpc_param p_user[] = {
+    P_STR("username", true, 1, 64),
+    P_STR("password", false, 1, 1024),
+    P_STR("role", false, 1, 16),
+    P_STR("property", false, 0, 16),
+    P_STR("full_name", false, 0, 200),
+    P_BOOL("enabled", false),
+    P_END,
+};
+static const struct rpc_param p_user_list[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("role", false, 1, 16),
+    P_END,
+};
+static const struct rpc_param p_import[] = {
+    P_ARR("properties", false, 100),
+    P_ARR("users", false, 10000),
+    P_END,
+};
+
+/* ---- the method table ---- */
+
+#define R(x) ROLE_BIT(ROLE_##x)
+#define SQL(fn) "SELECT " fn "($1::jsonb, $2::jsonb)"
+
+static const struct rpc_method methods[] = {
+    {"server.ping", server_ping, ROLES_ANY, 0, p_none, NULL},
+    {"server.info", server_info, ROLES_ANY, 0, p_none, NULL},
+    {"session.login", session_login, R(NONE) | ROLES_STAFF, 0, p_login, NULL},
+    {"session.logout", session_logout, ROLES_STAFF, 0, p_none, NULL},
+
+    {"property.create", sqlcall_handler, R(ADMIN), 0, p_property, SQL("api_property_create")},
+    {"property.update", sqlcall_handler, R(ADMIN), 0, p_property, SQL("api_property_update")},
+    {"property.list", sqlcall_handler, ROLES_STAFF, 0, p_none, SQL("api_property_list")},
+    {"room.create", sqlcall_handler, R(MANAGER) | R(ADMIN), 0, p_room, SQL("api_room_create")},
+    {"room.update", sqlcall_handler, R(MANAGER) | R(ADMIN), 0, p_room, SQL("api_room_update")},
+    {"room.list", sqlcall_handler, ROLES_STAFF, 0, p_room_list, SQL("api_room_list")},
+    {"trx_code.create", sqlcall_handler, R(MANAGER) | R(ADMIN), 0, p_trx_code,
+     SQL("api_trx_code_create")},
+    {"trx_code.update", sqlcall_handler, R(MANAGER) | R(ADMIN), 0, p_trx_code,
+     SQL("api_trx_code_update")},
+    {"trx_code.list", sqlcall_handler, ROLES_STAFF, 0, p_property_scope,
+     SQL("api_trx_code_list")},
+    {"outlet.create", sqlcall_handler, R(MANAGER) | R(ADMIN), 0, p_outlet,
+     SQL("api_outlet_create")},
+    {"outlet.update", sqlcall_handler, R(MANAGER) | R(ADMIN), 0, p_outlet,
+     SQL("api_outlet_update")},
+    {"outlet.list", sqlcall_handler, R(AUDITOR) | R(MANAGER) | R(ADMIN), 0, p_property_scope,
+     SQL("api_outlet_list")},
+    {"user.create", sqlcall_handler, R(ADMIN), RPC_F_HASH_PASSWORDS, p_user,
+     SQL("api_user_create")},
+    {"user.update", sqlcall_handler, R(ADMIN), RPC_F_HASH_PASSWORDS, p_user,
+     SQL("api_user_update")},
+    {"user.list", sqlcall_handler, R(ADMIN), 0, p_user_list, SQL("api_user_list")},
+    {"setup.import", sqlcall_handler, R(ADMIN), RPC_F_HASH_PASSWORDS, p_import,
+     SQL("api_setup_import")},
+};
+
+const struct rpc_method *rpc_methods(size_t *count)
+{
+    *count = sizeof(methods) / sizeof(methods[0]);
+    return methods;
+}
+
+const struct rpc_method *rpc_method_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (strcmp(methods[i].name, name) == 0)
+            return &methods[i];
+    }
+    return NULL;
+}
+
+/* ---- envelope ---- */
+
+void rpc_request_clear(struct rpc_request *req)
+{
+    json_decref(req->root);
+    memset(req, 0, sizeof(*req));
+}
+
+int rpc_parse_request(const char *text, size_t len, struct rpc_request *req, char *msg,
+                      size_t msglen)
+{
+    memset(req, 0, sizeof(*req));
+    json_error_t jerr;
+    req->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (req->root == NULL) {
+        snprintf(msg, msglen, "parse error: %s", jerr.text);
+        return RPC_PARSE_ERROR;
+    }
+    if (json_is_array(req->root)) {
+        snprintf(msg, msglen, "batch requests are not supported");
+        return RPC_INVALID_REQUEST;
+    }
+    if (!json_is_object(req->root)) {
+        snprintf(msg, msglen, "a request must be a JSON object");
+        return RPC_INVALID_REQUEST;
+    }
+    json_t *id = json_object_get(req->root, "id");
+    if (id != NULL) {
+        if (!json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
+            snprintf(msg, msglen, "id must be a string, an integer or null");
+            return RPC_INVALID_REQUEST;
+        }
+        if (json_is_string(id) && json_string_length(id) > 128) {
+            snprintf(msg, msglen, "id longer than 128 bytes");
+            return RPC_INVALID_REQUEST;
+        }
+        req->id = id;
+    } else {
+        req->notification = true;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(req->root, key, value) {
+        if (strcmp(key, "jsonrpc") != 0 && strcmp(key, "id") != 0 &&
+            strcmp(key, "method") != 0 && strcmp(key, "params") != 0) {
+            snprintf(msg, msglen, "unexpected member '%.64s'", key);
+            return RPC_INVALID_REQUEST;
+        }
+    }
+    json_t *version = json_object_get(req->root, "jsonrpc");
+    if (!json_is_string(version) || strcmp(json_string_value(version), "2.0") != 0) {
+        snprintf(msg, msglen, "jsonrpc must be \"2.0\"");
+        return RPC_INVALID_REQUEST;
+    }
+    json_t *method = json_object_get(req->root, "method");
+    if (!json_is_string(method) || json_string_length(method) == 0 ||
+        json_string_length(method) > 64) {
+        snprintf(msg, msglen, "method must be a non-empty string of at most 64 bytes");
+        return RPC_INVALID_REQUEST;
+    }
+    req->method = json_string_value(method);
+    json_t *params = json_object_get(req->root, "params");
+    if (params == NULL) {
+        params = json_object();
+        if (params == NULL || json_object_set_new(req->root, "params", params) != 0) {
+            snprintf(msg, msglen, "out of memory");
+            return RPC_INVALID_REQUEST;
+        }
+    } else if (!json_is_object(params) && !json_is_array(params)) {
+        snprintf(msg, msglen, "params must be an object");
+        return RPC_INVALID_REQUEST;
+    }
+    req->params = params;
+    return 0;
+}
+
+/* ---- parameter validation ---- */
+
+static const char *const ptype_names[RPC_P_MAX] = {"a string", "an integer", "an amount in minor units (integer)",
+                                                   "a boolean", "an object", "an array",
+                                                   "a date YYYY-MM-DD"};
+
+static bool valid_date(const char *s, size_t len)
+{
+    if (len != 10 || s[4] != '-' || s[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++) {
+        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i]))
+            return false;
+    }
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1900 || y > 9999 || m < 1 || m > 12 || d < 1)
+        return false;
+    int maxd = mdays[m - 1];
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        maxd = 29;
+    return d <= maxd;
+}
+
+bool rpc_validate_params(const json_t *params, const struct rpc_param *spec, char *field,
+                         size_t fieldlen, char *msg, size_t msglen)
+{
+    field[0] = '\0';
+    if (!json_is_object(params)) {
+        snprintf(msg, msglen, "params must be an object of named parameters");
+        return false;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)params, key, value) {
+        const struct rpc_param *p = spec;
+        while (p->name != NULL && strcmp(p->name, key) != 0)
+            p++;
+        if (p->name == NULL) {
+            snprintf(field, fieldlen, "%.64s", key);
+            snprintf(msg, msglen, "unexpected parameter '%.64s'", key);
+            return false;
+        }
+    }
+    for (const struct rpc_param *p = spec; p->name != NULL; p++) {
+        json_t *v = json_object_get(params, p->name);
+        if (v == NULL) {
+            if (p->required) {
+                snprintf(field, fieldlen, "%s", p->name);
+                snprintf(msg, msglen, "missing parameter '%s'", p->name);
+                return false;
+            }
+            continue;
+        }
+        bool ok = false;
+        switch (p->type) {
+        case RPC_P_STRING:
+            ok = json_is_string(v) && (long long)json_string_length(v) >= p->min &&
+                 (long long)json_string_length(v) <= p->max &&
+                 strlen(json_string_value(v)) == json_string_length(v);
+            if (json_is_string(v) && !ok) {
+                snprintf(field, fieldlen, "%s", p->name);
+                snprintf(msg, msglen, "'%s' must be %lld to %lld bytes long", p->name, p->min,
+                         p->max);
+                return false;
+            }
+            break;
+        case RPC_P_INT:
+        case RPC_P_AMOUNT: {
+            if (!json_is_integer(v))
+                break;
+            long long x = json_integer_value(v);
+            long long lo = p->min, hi = p->max;
+            if (p->type == RPC_P_AMOUNT) {
+                if (lo < -RPC_AMOUNT_LIMIT)
+                    lo = -RPC_AMOUNT_LIMIT;
+                if (hi > RPC_AMOUNT_LIMIT || hi == 0)
+                    hi = RPC_AMOUNT_LIMIT;
+            }
+            if (x < lo || x > hi) {
+                snprintf(field, fieldlen, "%s", p->name);
+                snprintf(msg, msglen, "'%s' must be between %lld and %lld", p->name, lo, hi);
+                return false;
+            }
+            ok = true;
+            break;
+        }
+        case RPC_P_BOOL:
+            ok = json_is_boolean(v);
+            break;
+        case RPC_P_OBJECT:
+            ok = json_is_object(v);
+            break;
+        case RPC_P_ARRAY:
+            ok = json_is_array(v);
+            if (ok && p->max > 0 && (long long)json_array_size(v) > p->max) {
+                snprintf(field, fieldlen, "%s", p->name);
+                snprintf(msg, msglen, "'%s' has more than %lld elements", p->name, p->max);
+                return false;
+            }
+            break;
+        case RPC_P_DATE:
+            ok = json_is_string(v) && valid_date(json_string_value(v), json_string_length(v));
+            break;
+        case RPC_P_MAX:
+            break;
+        }
+        if (!ok) {
+            snprintf(field, fieldlen, "%s", p->name);
+            snprintf(msg, msglen, "'%s' must be %s", p->name,
+                     p->type < RPC_P_MAX ? ptype_names[p->type] : "valid");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- responses ---- */
+
+static json_t *copy_id(json_t *id)
+{
+    return id != NULL ? json_deep_copy(id) : json_null();
+}
+
+json_t *rpc_make_result(json_t *id, json_t *result)
+{
+    return json_pack("{s:s, s:o, s:o}", "jsonrpc", "2.0", "id", copy_id(id), "result",
+                     result != NULL ? result : json_null());
+}
+
+json_t *rpc_make_error(json_t *id, int code, const char *message, json_t *data)
+{
+    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    if (err != NULL && data != NULL)
+        json_object_set_new(err, "data", data);
+    else
+        json_decref(data);
+    if (err == NULL)
+        return NULL;
+    return json_pack("{s:s, s:o, s:o}", "jsonrpc", "2.0", "id", copy_id(id), "error", err);
+}
+
+json_t *rpc_error_data(const char *reason, bool retryable)
+{
+    json_t *data = json_pack("{s:s}", "reason", reason);
+    if (data != NULL && retryable)
+        json_object_set_new(data, "retryable", json_true());
+    return data;
+}
+
+/* ---- dispatch ---- */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void access_log(struct conn *c, const char *method, json_t *id, uint64_t start_us,
+                       const char *outcome)
+{
+    struct server *srv = conn_server(c);
+    if (!srv->cfg.log_access)
+        return;
+    char idbuf[48] = "-";
+    if (json_is_integer(id))
+        snprintf(idbuf, sizeof(idbuf), "%lld", (long long)json_integer_value(id));
+    else if (json_is_string(id))
+        snprintf(idbuf, sizeof(idbuf), "%.40s", json_string_value(id));
+    uint64_t took = now_us() - start_us;
+    conn_log(c, LOG_LEVEL_INFO, "access method=%.64s id=%s us=%llu outcome=%s", method, idbuf,
+             (unsigned long long)took, outcome);
+}
+
+static void answer_now(struct conn *c, json_t *id, const char *method, uint64_t start, int code,
+                       const char *message, json_t *data)
+{
+    char outcome[80];
+    json_t *reason = data != NULL ? json_object_get(data, "reason") : NULL;
+    snprintf(outcome, sizeof(outcome), "error:%d:%.40s", code,
+             json_is_string(reason) ? json_string_value(reason) : "");
+    access_log(c, method, id, start, outcome);
+    json_t *msg = rpc_make_error(id, code, message, data);
+    if (msg != NULL)
+        conn_send(c, msg);
+}
+
+static void call_free(struct rpc_call *call)
+{
+    struct conn *c = call->conn;
+    json_decref(call->id);
+    json_decref(call->params);
+    free(call);
+    conn_call_finished(c);
+    conn_unref(c);
+}
+
+void rpc_reply(struct rpc_call *call, json_t *result)
+{
+    access_log(call->conn, call->method->name, call->id, call->start_us, "ok");
+    json_t *msg = rpc_make_result(call->id, result);
+    if (msg != NULL)
+        conn_send(call->conn, msg);
+    call_free(call);
+}
+
+void rpc_fail(struct rpc_call *call, int code, const char *reason, bool retryable,
+              const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    answer_now(call->conn, call->id, call->method->name, call->start_us, code, message,
+               rpc_error_data(reason, retryable));
+    call_free(call);
+}
+
+static bool is_reason(const char *s)
+{
+    if (*s == '\0' || strlen(s) > 48)
+        return false;
+    for (; *s != '\0'; s++) {
+        if (!islower((unsigned char)*s) && *s != '_' && !isdigit((unsigned char)*s))
+            return false;
+    }
+    return true;
+}
+
+void rpc_fail_db(struct rpc_call *call, const struct db_result *r)
+{
+    if (r->status == DB_UNAVAILABLE) {
+        rpc_fail(call, RPC_DOMAIN_ERROR, "db_unavailable", true,
+                 "database unavailable (%s); retry later", r->message);
+        return;
+    }
+    const char *st = r->sqlstate;
+    if (strcmp(st, "FL000") == 0 && is_reason(r->message)) {
+        const char *text = r->detail[0] != '\0' ? r->detail : r->message;
+        json_t *data = rpc_error_data(r->message, false);
+        if (r->hint[0] != '\0' && data != NULL) {
+            json_t *extra = json_loads(r->hint, 0, NULL);
+            if (json_is_object(extra))
+                json_object_update(data, extra);
+            json_decref(extra);
+        }
+        answer_now(call->conn, call->id, call->method->name, call->start_us, RPC_DOMAIN_ERROR,
+                   text, data);
+        call_free(call);
+        return;
+    }
+    if (strcmp(st, "23505") == 0) {
+        rpc_fail(call, RPC_DOMAIN_ERROR, "conflict", false, "already exists: %s",
+                 r->detail[0] != '\0' ? r->detail : r->message);
+    } else if (strncmp(st, "22", 2) == 0 || strcmp(st, "23514") == 0 ||
+               strcmp(st, "23502") == 0) {
+        rpc_fail(call, RPC_DOMAIN_ERROR, "invalid_value", false, "invalid value: %s", r->message);
+    } else if (strcmp(st, "23503") == 0) {
+        rpc_fail(call, RPC_DOMAIN_ERROR, "not_found", false, "a referenced record does not exist");
+    } else if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 ||
+               strcmp(st, "55P03") == 0) {
+        rpc_fail(call, RPC_DOMAIN_ERROR, "busy", true, "concurrent update; retry");
+    } else if (strcmp(st, "57014") == 0) {
+        rpc_fail(call, RPC_DOMAIN_ERROR, "timeout", true, "the database took too long; retry");
+    } else if (strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0 ||
+               strcmp(st, "53300") == 0) {
+        rpc_fail(call, RPC_DOMAIN_ERROR, "db_unavailable", true,
+                 "database unavailable; retry later");
+    } else {
+        conn_log(call->conn, LOG_LEVEL_ERROR, "%s failed: SQLSTATE %s: %s", call->method->name,
+                 st, r->message);
+        rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "internal error");
+    }
+}
+
+json_t *rpc_call_context(const struct rpc_call *call)
+{
+    struct session *s = conn_session(call->conn);
+    char who[80];
+    if (s->role == ROLE_OUTLET)
+        snprintf(who, sizeof(who), "outlet:%s", s->name);
+    else
+        snprintf(who, sizeof(who), "%s", s->name);
+    json_t *ctx = json_pack("{s:s, s:s, s:I, s:s}", "user", who, "role", auth_role_str(s->role),
+                            "conn", (json_int_t)conn_id(call->conn), "peer",
+                            conn_peer(call->conn));
+    if (ctx == NULL)
+        return NULL;
+    json_object_set_new(ctx, "user_id", s->user_id ? json_integer(s->user_id) : json_null());
+    json_object_set_new(ctx, "outlet_id",
+                        s->outlet_id ? json_integer(s->outlet_id) : json_null());
+    json_object_set_new(ctx, "property_id",
+                        s->property_id ? json_integer(s->property_id) : json_null());
+    return ctx;
+}
+
+/* Hashes the password members of a call's params one by one, then runs the handler. */
+struct hash_chain {
+    json_t **slots;
+    size_t n;
+    size_t next;
+};
+
+static void hash_next(struct rpc_call *call);
+
+static void hash_done_cb(void *arg, bool ok, const char *hash)
+{
+    struct rpc_call *call = arg;
+    struct hash_chain *hc = call->state;
+    if (!ok) {
+        free(hc->slots);
+        free(hc);
+        call->state = NULL;
+        rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "password hashing failed");
+        return;
+    }
+    json_t *obj = hc->slots[hc->next++];
+    json_object_del(obj, "password");
+    json_object_set_new(obj, "password_hash", json_string(hash));
+    hash_next(call);
+}
+
+static void hash_next(struct rpc_call *call)
+{
+    struct hash_chain *hc = call->state;
+    if (hc->next == hc->n) {
+        free(hc->slots);
+        free(hc);
+        call->state = NULL;
+        call->method->handler(call);
+        return;
+    }
+    struct server *srv = conn_server(call->conn);
+    struct auth_kdf_params kp = {srv->cfg.auth_scrypt_log_n, srv->cfg.auth_scrypt_r,
+                                 srv->cfg.auth_scrypt_p};
+    json_t *pw = json_object_get(hc->slots[hc->next], "password");
+    if (!auth_hash_async(srv->auth, json_string_value(pw), &kp, hash_done_cb, call)) {
+        free(hc->slots);
+        free(hc);
+        call->state = NULL;
+        rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "out of memory");
+    }
+}
+
+static void hash_then_run(struct rpc_call *call)
+{
+    size_t n = auth_password_slots(call->params, NULL, 0);
+    if (n == 0) {
+        call->method->handler(call);
+        return;
+    }
+    struct hash_chain *hc = calloc(1, sizeof(*hc));
+    json_t **slots = calloc(n, sizeof(*slots));
+    if (hc == NULL || slots == NULL) {
+        free(hc);
+        free(slots);
+        rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "out of memory");
+        return;
+    }
+    hc->slots = slots;
+    hc->n = auth_password_slots(call->params, slots, n);
+    call->state = hc;
+    hash_next(call);
+}
+
+void rpc_dispatch(struct conn *c, const char *line, size_t len)
+{
+    uint64_t start = now_us();
+    struct rpc_request req;
+    char msg[256];
+    struct server *srv = conn_server(c);
+    srv->requests++;
+
+    int code = rpc_parse_request(line, len, &req, msg, sizeof(msg));
+    if (code != 0) {
+        answer_now(c, req.id, "-", start, code, msg,
+                   rpc_error_data(code == RPC_PARSE_ERROR ? "parse_error" : "invalid_request",
+                                  false));
+        goto done;
+    }
+    if (req.notification) {
+        conn_log(c, LOG_LEVEL_DEBUG, "ignored a notification for %.64s", req.method);
+        goto done;
+    }
+    const char *refused = conn_refused(c);
+    if (refused != NULL) {
+        answer_now(c, req.id, req.method, start, RPC_DOMAIN_ERROR,
+                   "this client certificate is not accepted", rpc_error_data(refused, false));
+        conn_close_after_flush(c, refused);
+        goto done;
+    }
+    const struct rpc_method *m = rpc_method_find(req.method);
+    if (m == NULL) {
+        snprintf(msg, sizeof(msg), "unknown method '%.64s'", req.method);
+        answer_now(c, req.id, req.method, start, RPC_METHOD_NOT_FOUND, msg,
+                   rpc_error_data("unknown_method", false));
+        goto done;
+    }
+    struct session *s = conn_session(c);
+    if ((m->roles & ROLE_BIT(s->role)) == 0) {
+        bool anon = s->role == ROLE_NONE;
+        snprintf(msg, sizeof(msg), anon ? "log in first: %s needs a session"
+                                         : "role %s may not call %s",
+                 anon ? m->name : auth_role_str(s->role), m->name);
+        answer_now(c, req.id, m->name, start, RPC_DOMAIN_ERROR, msg,
+                   rpc_error_data(anon ? "unauthenticated" : "forbidden", false));
+        goto done;
+    }
+    char field[80];
+    if (!rpc_validate_params(req.params, m->params, field, sizeof(field), msg, sizeof(msg))) {
+        json_t *data = rpc_error_data("invalid_params", false);
+        if (data != NULL && field[0] != '\0')
+            json_object_set_new(data, "field", json_string(field));
+        answer_now(c, req.id, m->name, start, RPC_INVALID_PARAMS, msg, data);
+        goto done;
+    }
+
+    struct rpc_call *call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        answer_now(c, req.id, m->name, start, RPC_INTERNAL_ERROR, "out of memory",
+                   rpc_error_data("internal", true));
+        goto done;
+    }
+    call->conn = c;
+    call->method = m;
+    call->id = json_deep_copy(req.id);
+    call->params = json_incref(req.params);
+    call->start_us = start;
+    conn_ref(c);
+    conn_call_started(c);
+    rpc_request_clear(&req);
+    if (m->flags & RPC_F_HASH_PASSWORDS)
+        hash_then_run(call);
+    else
+        m->handler(call);
+    return;
+done:
+    rpc_request_clear(&req);
+}
