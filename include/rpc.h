@@ -32,7 +32,7 @@ enum rpc_error_code {
 enum rpc_ptype {
     RPC_P_STRING, /* min/max bound the length in bytes */
     RPC_P_INT,    /* min/max bound the value */
-    RPC_P_AMOUNT, /* integer minor units; min/max bound the value */
+    RPC_P_AMOUNT, /* integer minor units within +-RPC_AMOUNT_LIMIT; min/max narrow it ({0,0}: any) */
     RPC_P_BOOL,
     RPC_P_OBJECT,
     RPC_P_ARRAY,  /* min/max bound the number of elements */

@@ -119,7 +119,7 @@ bool auth_verify_password(const char *password, const char *stored)
     unsigned char salt[64], want[64], got[64];
     int saltlen = decode64(salt64, salt, sizeof(salt));
     int keylen = decode64(key64, want, sizeof(want));
-    if (saltlen < 8 || keylen < 16)
+    if (saltlen != SALT_LEN || keylen != KEY_LEN)
         return false;
     if (!scrypt(password, salt, (size_t)saltlen, log_n, r, p, got, (size_t)keylen))
         return false;

@@ -172,7 +172,7 @@ int rpc_parse_request(const char *text, size_t len, struct rpc_request *req, cha
 {
     memset(req, 0, sizeof(*req));
     json_error_t jerr;
-    req->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    req->root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (req->root == NULL) {
         snprintf(msg, msglen, "parse error: %s", jerr.text);
         return RPC_PARSE_ERROR;
@@ -309,6 +309,9 @@ bool rpc_validate_params(const json_t *params, const struct rpc_param *spec, cha
             long long x = json_integer_value(v);
             long long lo = p->min, hi = p->max;
             if (p->type == RPC_P_AMOUNT) {
+                /* {0, 0} means any amount within the limit, either sign */
+                if (lo == 0 && hi == 0)
+                    lo = -RPC_AMOUNT_LIMIT;
                 if (lo < -RPC_AMOUNT_LIMIT)
                     lo = -RPC_AMOUNT_LIMIT;
                 if (hi > RPC_AMOUNT_LIMIT || hi == 0)
