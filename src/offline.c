@@ -192,6 +192,32 @@ out:
     return ok;
 }
 
+/* Drops "password" from users whose stored hash already verifies it, so that a re-import
+ * changes nothing instead of re-salting every hash. */
+static void keep_matching_passwords(PGconn *pg, json_t *doc)
+{
+    json_t *users = json_object_get(doc, "users");
+    size_t i;
+    json_t *u;
+    json_array_foreach(users, i, u) {
+        json_t *pw = json_object_get(u, "password");
+        json_t *name = json_object_get(u, "username");
+        if (!json_is_string(pw) || !json_is_string(name))
+            continue;
+        const char *params[1] = {json_string_value(name)};
+        PGresult *r = PQexecParams(pg, "SELECT auth_user_lookup($1)", 1, NULL, params, NULL,
+                                   NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+            json_t *row = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+            const char *stored = json_string_value(json_object_get(row, "password_hash"));
+            if (stored != NULL && auth_verify_password(json_string_value(pw), stored))
+                json_object_del(u, "password");
+            json_decref(row);
+        }
+        PQclear(r);
+    }
+}
+
 bool offline_import(const struct foliod_config *cfg, const char *path)
 {
     json_error_t jerr;
@@ -200,18 +226,24 @@ bool offline_import(const struct foliod_config *cfg, const char *path)
         log_error("%s:%d: %s", path, jerr.line, jerr.text);
         return false;
     }
+    PGconn *pg = connect_db(cfg);
+    if (pg == NULL) {
+        json_decref(doc);
+        return false;
+    }
+    keep_matching_passwords(pg, doc);
     char err[256];
     struct auth_kdf_params kp = {cfg->auth_scrypt_log_n, cfg->auth_scrypt_r, cfg->auth_scrypt_p};
     if (!auth_hash_members_blocking(doc, &kp, err, sizeof(err))) {
         log_error("%s: %s", path, err);
         json_decref(doc);
+        PQfinish(pg);
         return false;
     }
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
-    PGconn *pg = text != NULL ? connect_db(cfg) : NULL;
     bool ok = false;
-    if (pg != NULL) {
+    if (text != NULL) {
         const char *params[2] = {"{\"user\":\"import\",\"role\":\"admin\",\"user_id\":null,"
                                  "\"outlet_id\":null,\"property_id\":null}",
                                  text};
@@ -227,8 +259,8 @@ bool offline_import(const struct foliod_config *cfg, const char *path)
                       detail ? detail : "");
         }
         PQclear(r);
-        PQfinish(pg);
     }
+    PQfinish(pg);
     free(text);
     return ok;
 }
