@@ -37,6 +37,7 @@ enum rpc_ptype {
     RPC_P_OBJECT,
     RPC_P_ARRAY,  /* min/max bound the number of elements */
     RPC_P_DATE,   /* "YYYY-MM-DD", a real calendar date */
+    RPC_P_AMOUNT_OR_NULL, /* an amount as RPC_P_AMOUNT, or null (e.g. "no credit limit") */
     RPC_P_MAX
 };
 

@@ -106,10 +106,162 @@ static const struct rpc_param p_import[] = {
     P_END,
 };
 
+
+/* guest accounting (docs/accounting.md) */
+#define P_ID(n, req) {n, RPC_P_INT, req, 1, 9007199254740991LL}
+#define P_AMT(n, req, lo, hi) {n, RPC_P_AMOUNT, req, lo, hi}
+static const struct rpc_param p_stay_id[] = {P_ID("stay_id", true), P_END};
+static const struct rpc_param p_check_in[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("room", true, 1, 16),
+    P_OBJ("guest", false),
+    P_ID("guest_id", false),
+    P_DATE("arrival", false),
+    P_DATE("departure", true),
+    P_INT("adults", false, 1, 20),
+    P_INT("children", false, 0, 20),
+    P_AMT("rate", false, 0, RPC_AMOUNT_LIMIT),
+    P_STR("rate_code", false, 1, 16),
+    P_AMT("credit_limit", false, 0, RPC_AMOUNT_LIMIT),
+    P_BOOL("no_post", false),
+    P_STR("group", false, 1, 16),
+    P_BOOL("route_to_master", false),
+    P_ID("share_with", false),
+    P_STR("notes", false, 0, 1000),
+    P_END,
+};
+static const struct rpc_param p_stay_list[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("view", false, 1, 16),
+    P_DATE("date", false),
+    P_END,
+};
+static const struct rpc_param p_stay_update[] = {
+    P_ID("stay_id", true),
+    P_DATE("departure", false),
+    P_AMT("rate", false, 0, RPC_AMOUNT_LIMIT),
+    P_STR("rate_code", false, 1, 16),
+    {"credit_limit", RPC_P_AMOUNT_OR_NULL, false, 0, RPC_AMOUNT_LIMIT},
+    P_BOOL("no_post", false),
+    P_INT("adults", false, 1, 20),
+    P_INT("children", false, 0, 20),
+    P_STR("notes", false, 0, 1000),
+    P_OBJ("guest", false),
+    P_END,
+};
+static const struct rpc_param p_stay_move[] = {
+    P_ID("stay_id", true),
+    P_STR("room", true, 1, 16),
+    P_END,
+};
+static const struct rpc_param p_check_out[] = {
+    P_ID("stay_id", true),
+    P_ARR("payments", false, 16),
+    P_END,
+};
+static const struct rpc_param p_folio_id[] = {P_ID("folio_id", true), P_END};
+static const struct rpc_param p_folio_open[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("type", true, 1, 16),
+    P_STR("name", false, 1, 200),
+    P_ID("stay_id", false),
+    P_END,
+};
+static const struct rpc_param p_folio_list[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("type", false, 1, 16),
+    P_STR("status", false, 1, 16),
+    P_ID("stay_id", false),
+    P_END,
+};
+static const struct rpc_param p_folio_post[] = {
+    P_ID("folio_id", false),
+    P_ID("stay_id", false),
+    P_INT("window", false, 1, 8),
+    P_STR("code", true, 1, 16),
+    P_AMT("amount", true, 0, 0),
+    P_INT("quantity", false, 1, 999),
+    P_STR("description", false, 0, 200),
+    P_STR("reference", false, 0, 64),
+    P_END,
+};
+static const struct rpc_param p_folio_pay[] = {
+    P_ID("folio_id", false),
+    P_ID("stay_id", false),
+    P_INT("window", false, 1, 8),
+    P_STR("method", false, 1, 32),
+    P_STR("code", false, 1, 16),
+    P_AMT("amount", true, 0, 0),
+    P_STR("description", false, 0, 200),
+    P_STR("reference", false, 0, 64),
+    P_END,
+};
+static const struct rpc_param p_folio_void[] = {
+    P_ID("posting_id", true),
+    P_STR("reason", false, 0, 200),
+    P_END,
+};
+static const struct rpc_param p_folio_adjust[] = {
+    P_ID("posting_id", true),
+    P_AMT("amount", false, 1, RPC_AMOUNT_LIMIT),
+    P_STR("reason", true, 1, 200),
+    P_END,
+};
+static const struct rpc_param p_folio_transfer[] = {
+    P_ARR("posting_ids", true, 500),
+    P_ID("to_folio_id", false),
+    P_INT("to_window", false, 1, 8),
+    P_STR("reason", false, 0, 200),
+    P_END,
+};
+static const struct rpc_param p_transfer_balance[] = {
+    P_ID("from_folio_id", true),
+    P_ID("to_folio_id", true),
+    P_AMT("amount", false, 1, RPC_AMOUNT_LIMIT),
+    P_STR("reason", false, 0, 200),
+    P_END,
+};
+static const struct rpc_param p_statement[] = {
+    P_ID("folio_id", true),
+    P_STR("format", false, 1, 8),
+    P_END,
+};
+static const struct rpc_param p_routing_set[] = {
+    P_ID("stay_id", true),
+    P_STR("code", false, 1, 16),
+    P_STR("department", false, 1, 32),
+    P_ID("to_folio_id", false),
+    P_INT("to_window", false, 1, 8),
+    P_BOOL("to_master", false),
+    P_END,
+};
+static const struct rpc_param p_routing_clear[] = {P_ID("routing_id", true), P_END};
+static const struct rpc_param p_group_create[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("code", true, 1, 16),
+    P_STR("name", true, 1, 200),
+    P_DATE("arrival", false),
+    P_DATE("departure", true),
+    P_AMT("credit_limit", false, 0, RPC_AMOUNT_LIMIT),
+    P_END,
+};
+static const struct rpc_param p_group_get[] = {
+    P_STR("property", false, 1, 16),
+    P_ID("group_id", false),
+    P_STR("code", false, 1, 16),
+    P_END,
+};
+static const struct rpc_param p_group_check_out[] = {
+    P_ID("group_id", true),
+    P_ARR("payments", false, 16),
+    P_END,
+};
+
 /* ---- the method table ---- */
 
 #define R(x) ROLE_BIT(ROLE_##x)
 #define SQL(fn) "SELECT " fn "($1::jsonb, $2::jsonb)"
+#define FD (R(CASHIER) | R(MANAGER)) /* the front desk */
 
 static const struct rpc_method methods[] = {
     {"server.ping", server_ping, ROLES_ANY, 0, p_none, NULL},
@@ -142,6 +294,35 @@ static const struct rpc_method methods[] = {
     {"user.list", sqlcall_handler, R(ADMIN), 0, p_user_list, SQL("api_user_list")},
     {"setup.import", sqlcall_handler, R(ADMIN), RPC_F_HASH_PASSWORDS, p_import,
      SQL("api_setup_import")},
+
+    {"stay.check_in", sqlcall_handler, FD, 0, p_check_in, SQL("api_stay_check_in")},
+    {"stay.get", sqlcall_handler, ROLES_STAFF, 0, p_stay_id, SQL("api_stay_get")},
+    {"stay.list", sqlcall_handler, ROLES_STAFF, 0, p_stay_list, SQL("api_stay_list")},
+    {"stay.update", sqlcall_handler, FD, 0, p_stay_update, SQL("api_stay_update")},
+    {"stay.move", sqlcall_handler, FD, 0, p_stay_move, SQL("api_stay_move")},
+    {"stay.check_out", sqlcall_handler, FD, 0, p_check_out, SQL("api_stay_check_out")},
+    {"stay.reinstate", sqlcall_handler, R(MANAGER), 0, p_stay_id, SQL("api_stay_reinstate")},
+    {"group.create", sqlcall_handler, FD, 0, p_group_create, SQL("api_group_create")},
+    {"group.get", sqlcall_handler, ROLES_STAFF, 0, p_group_get, SQL("api_group_get")},
+    {"group.check_out", sqlcall_handler, FD, 0, p_group_check_out, SQL("api_group_check_out")},
+    {"folio.open", sqlcall_handler, FD, 0, p_folio_open, SQL("api_folio_open")},
+    {"folio.get", sqlcall_handler, ROLES_STAFF, 0, p_folio_id, SQL("api_folio_get")},
+    {"folio.list", sqlcall_handler, ROLES_STAFF, 0, p_folio_list, SQL("api_folio_list")},
+    {"folio.post", sqlcall_handler, FD, 0, p_folio_post, SQL("api_folio_post")},
+    {"folio.pay", sqlcall_handler, FD, 0, p_folio_pay, SQL("api_folio_pay")},
+    {"folio.void", sqlcall_handler, FD, 0, p_folio_void, SQL("api_folio_void")},
+    {"folio.adjust", sqlcall_handler, R(MANAGER), 0, p_folio_adjust, SQL("api_folio_adjust")},
+    {"folio.transfer", sqlcall_handler, FD, 0, p_folio_transfer, SQL("api_folio_transfer")},
+    {"folio.transfer_balance", sqlcall_handler, FD, 0, p_transfer_balance,
+     SQL("api_folio_transfer_balance")},
+    {"folio.statement", sqlcall_handler, ROLES_STAFF, 0, p_statement, SQL("api_folio_statement")},
+    {"folio.close", sqlcall_handler, FD, 0, p_folio_id, SQL("api_folio_close")},
+    {"folio.reopen", sqlcall_handler, R(MANAGER), 0, p_folio_id, SQL("api_folio_reopen")},
+    {"routing.set", sqlcall_handler, FD, 0, p_routing_set, SQL("api_routing_set")},
+    {"routing.clear", sqlcall_handler, FD, 0, p_routing_clear, SQL("api_routing_clear")},
+    {"routing.list", sqlcall_handler, ROLES_STAFF, 0, p_stay_id, SQL("api_routing_list")},
+    {"business_date.close", sqlcall_handler, R(MANAGER), 0, p_property_scope,
+     SQL("api_business_date_close")},
 };
 
 const struct rpc_method *rpc_methods(size_t *count)
@@ -237,9 +418,9 @@ int rpc_parse_request(const char *text, size_t len, struct rpc_request *req, cha
 
 /* ---- parameter validation ---- */
 
-static const char *const ptype_names[RPC_P_MAX] = {"a string", "an integer", "an amount in minor units (integer)",
-                                                   "a boolean", "an object", "an array",
-                                                   "a date YYYY-MM-DD"};
+static const char *const ptype_names[RPC_P_MAX] = {
+    "a string", "an integer", "an amount in minor units (integer)", "a boolean", "an object",
+    "an array", "a date YYYY-MM-DD", "an amount in minor units (integer) or null"};
 
 static bool valid_date(const char *s, size_t len)
 {
@@ -290,7 +471,13 @@ bool rpc_validate_params(const json_t *params, const struct rpc_param *spec, cha
             continue;
         }
         bool ok = false;
-        switch (p->type) {
+        enum rpc_ptype type = p->type;
+        if (type == RPC_P_AMOUNT_OR_NULL) {
+            if (json_is_null(v))
+                continue;
+            type = RPC_P_AMOUNT;
+        }
+        switch (type) {
         case RPC_P_STRING:
             ok = json_is_string(v) && (long long)json_string_length(v) >= p->min &&
                  (long long)json_string_length(v) <= p->max &&
@@ -308,7 +495,7 @@ bool rpc_validate_params(const json_t *params, const struct rpc_param *spec, cha
                 break;
             long long x = json_integer_value(v);
             long long lo = p->min, hi = p->max;
-            if (p->type == RPC_P_AMOUNT) {
+            if (type == RPC_P_AMOUNT) {
                 /* {0, 0} means any amount within the limit, either sign */
                 if (lo == 0 && hi == 0)
                     lo = -RPC_AMOUNT_LIMIT;
@@ -342,6 +529,7 @@ bool rpc_validate_params(const json_t *params, const struct rpc_param *spec, cha
         case RPC_P_DATE:
             ok = json_is_string(v) && valid_date(json_string_value(v), json_string_length(v));
             break;
+        case RPC_P_AMOUNT_OR_NULL:
         case RPC_P_MAX:
             break;
         }
@@ -480,14 +668,16 @@ void rpc_fail_db(struct rpc_call *call, const struct db_result *r)
     if (strcmp(st, "FL000") == 0 && is_reason(r->message)) {
         const char *text = r->detail[0] != '\0' ? r->detail : r->message;
         json_t *data = rpc_error_data(r->message, false);
+        int code = strcmp(r->message, "invalid_params") == 0 ? RPC_INVALID_PARAMS
+                   : strcmp(r->message, "immutable") == 0    ? RPC_INTERNAL_ERROR
+                                                               : RPC_DOMAIN_ERROR;
         if (r->hint[0] != '\0' && data != NULL) {
             json_t *extra = json_loads(r->hint, 0, NULL);
             if (json_is_object(extra))
                 json_object_update(data, extra);
             json_decref(extra);
         }
-        answer_now(call->conn, call->id, call->method->name, call->start_us, RPC_DOMAIN_ERROR,
-                   text, data);
+        answer_now(call->conn, call->id, call->method->name, call->start_us, code, text, data);
         call_free(call);
         return;
     }
