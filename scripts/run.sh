@@ -44,6 +44,9 @@ cleanup() {
     fi
     exit "$rc"
 }
+# If our output goes to a pipe whose reader died with Ctrl-C (make run | tee), keep going:
+# stopping PostgreSQL matters more than the messages.
+trap '' PIPE
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
