@@ -17,7 +17,12 @@
  * fails with the same error, and the client only needs client_close().
  *
  * Every wait is bounded: connect, handshake, write and read use poll() with a deadline taken
- * from the options' timeout (or the timeout given to the call); nothing blocks forever.
+ * from the options' timeout (or the timeout given to the call); nothing blocks forever. (Name
+ * resolution is getaddrinfo(), bounded by the resolver's own timeouts.)
+ *
+ * With TLS 1.3 the client finishes its side of the handshake before the server checks a client
+ * certificate: a refused certificate (foreign CA, expired) then shows as CLIENT_ERR_TLS (the
+ * server's alert) on the first read rather than from client_connect().
  *
  * Errors: every fallible function returns bool (must be checked); on false,
  * client_error_kind() says what class of failure it was and client_error() gives a one-line

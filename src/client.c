@@ -95,29 +95,32 @@ void client_options_init(struct client_options *opts)
 
 /* ---- errors ---- */
 
-__attribute__((format(printf, 3, 4))) static void client_fail(struct client *c,
-                                                              enum client_error_kind kind,
-                                                              const char *fmt, ...)
+__attribute__((format(printf, 3, 0))) static void
+client_vfail(struct client *c, enum client_error_kind kind, const char *fmt, va_list ap)
 {
-    va_list ap;
-
-    va_start(ap, fmt);
     vsnprintf(c->err, sizeof(c->err), fmt, ap);
-    va_end(ap);
     c->err_kind = kind;
 }
 
-/* A failure after which the byte stream can no longer be trusted. */
-__attribute__((format(printf, 3, 4))) static void client_fail_dead(struct client *c,
-                                                                   enum client_error_kind kind,
-                                                                   const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void
+client_fail(struct client *c, enum client_error_kind kind, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    client_vfail(c, kind, fmt, ap);
     va_end(ap);
-    c->err_kind = kind;
+}
+
+/* A failure after which the byte stream can no longer be trusted: the error sticks. */
+__attribute__((format(printf, 3, 4))) static void
+client_fail_dead(struct client *c, enum client_error_kind kind, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    client_vfail(c, kind, fmt, ap);
+    va_end(ap);
     c->dead = true;
 }
 
@@ -269,8 +272,7 @@ static bool client_readable_file(struct client *c, const char *what, const char 
     FILE *f = fopen(path, "r");
 
     if (f == NULL) {
-        client_fail(c, CLIENT_ERR_TLS_FILES, "cannot read %s %s: %s", what, path,
-                    strerror(errno));
+        client_fail(c, CLIENT_ERR_TLS_FILES, "cannot read %s %s: %s", what, path, strerror(errno));
         return false;
     }
     fclose(f);
@@ -331,8 +333,7 @@ static bool client_build_ctx(struct client *c)
 static bool client_connect_addr(struct client *c, const struct addrinfo *ai, int64_t deadline,
                                 int *err)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     int one = 1;
 
     if (fd < 0) {
@@ -465,8 +466,7 @@ static bool client_handshake(struct client *c, int64_t deadline)
                    (e == SSL_ERROR_SYSCALL &&
                     (saved_errno == 0 || saved_errno == ECONNRESET || saved_errno == EPIPE))) {
             client_fail(c, CLIENT_ERR_TLS,
-                        "TLS handshake with %s failed: connection closed by peer",
-                        c->endpoint);
+                        "TLS handshake with %s failed: connection closed by peer", c->endpoint);
             ERR_clear_error();
         } else {
             client_fail(c, CLIENT_ERR_TLS, "TLS handshake with %s failed: %s", c->endpoint,
@@ -639,8 +639,8 @@ static bool client_take_line(struct client *c, json_t **msg)
         if (lf == NULL) {
             c->buf_scanned = c->buf_len;
             if (c->buf_len > CLIENT_MAX_MESSAGE) {
-                client_fail_dead(c, CLIENT_ERR_PROTOCOL,
-                                 "server sent a line longer than %d bytes", CLIENT_MAX_MESSAGE);
+                client_fail_dead(c, CLIENT_ERR_PROTOCOL, "server sent a line longer than %d bytes",
+                                 CLIENT_MAX_MESSAGE);
                 return false;
             }
             return true;
@@ -663,8 +663,7 @@ static bool client_take_line(struct client *c, json_t **msg)
         if (!json_is_object(*msg)) {
             json_decref(*msg);
             *msg = NULL;
-            client_fail_dead(c, CLIENT_ERR_PROTOCOL, "server sent a JSON value that is not an "
-                                                     "object");
+            client_fail_dead(c, CLIENT_ERR_PROTOCOL, "server sent a JSON value, not an object");
             return false;
         }
         return true;
@@ -672,8 +671,7 @@ static bool client_take_line(struct client *c, json_t **msg)
 }
 
 /* The next message off the wire (not the queue). */
-static bool client_read_message(struct client *c, int64_t deadline, int timeout_ms,
-                                json_t **msg)
+static bool client_read_message(struct client *c, int64_t deadline, int timeout_ms, json_t **msg)
 {
     for (;;) {
         if (!client_take_line(c, msg))
@@ -770,8 +768,7 @@ bool client_send_raw(struct client *c, const void *buf, size_t len)
     return client_write_all(c, buf, len, client_deadline(c, -1));
 }
 
-bool client_send_request(struct client *c, const char *method, json_t *params,
-                         json_int_t *id_out)
+bool client_send_request(struct client *c, const char *method, json_t *params, json_int_t *id_out)
 {
     json_t *req;
     char *text;

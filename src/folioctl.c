@@ -55,26 +55,27 @@ struct folioctl_command {
     const char *args; /* for the usage message */
 };
 
+/* One "folioctl: ..." line on stderr; formatted first so that it is written in one piece. */
 __attribute__((format(printf, 1, 2))) static void folioctl_err(const char *fmt, ...)
 {
+    char msg[1024];
     va_list ap;
 
-    fputs("folioctl: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "folioctl: %s\n", msg);
 }
 
 __attribute__((format(printf, 1, 2))) static int folioctl_usage_error(const char *fmt, ...)
 {
+    char msg[1024];
     va_list ap;
 
-    fputs("folioctl: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputs("\nTry 'folioctl --help'.\n", stderr);
+    fprintf(stderr, "folioctl: %s\nTry 'folioctl --help'.\n", msg);
     return FOLIOCTL_EXIT_USAGE;
 }
 
@@ -336,8 +337,7 @@ static char *folioctl_value_text(const json_t *v)
     }
     if (json_array_size(v) == 0)
         return strdup("-");
-    json_array_foreach(v, i, el)
-    {
+    json_array_foreach (v, i, el) {
         const char *code = json_string_value(json_object_get(el, "code"));
         const char *name = json_string_value(json_object_get(el, "name"));
         char *part, *next;
@@ -413,8 +413,7 @@ static bool folioctl_kv_flatten(struct folioctl_kv *kv, const char *prefix, cons
     const char *key;
     json_t *v;
 
-    json_object_foreach((json_t *)obj, key, v)
-    {
+    json_object_foreach ((json_t *)obj, key, v) {
         char *full = NULL;
         bool ok;
 
@@ -488,15 +487,13 @@ static bool folioctl_is_table(const json_t *result)
 
     if (!json_is_array(items))
         return false;
-    json_array_foreach(items, i, it)
-    {
+    json_array_foreach (items, i, it) {
         const char *key;
         json_t *v;
 
         if (!json_is_object(it))
             return false;
-        json_object_foreach(it, key, v)
-        {
+        json_object_foreach (it, key, v) {
             if (!folioctl_is_scalar(v))
                 return false;
         }
@@ -518,10 +515,8 @@ static bool folioctl_print_table(const json_t *result)
     struct folioctl_kv rest = {0};
 
     /* columns: every key, in order of first appearance */
-    json_array_foreach(items, i, it)
-    {
-        json_object_foreach(it, key, v)
-        {
+    json_array_foreach (items, i, it) {
+        json_object_foreach (it, key, v) {
             size_t c;
 
             for (c = 0; c < ncols && strcmp(cols[c], key) != 0; c++)
@@ -545,8 +540,7 @@ static bool folioctl_print_table(const json_t *result)
         width[c] = folioctl_width(cols[c]);
         numeric[c] = true;
     }
-    json_array_foreach(items, i, it)
-    {
+    json_array_foreach (items, i, it) {
         for (size_t c = 0; c < ncols; c++) {
             char **cell = &cells[i * ncols + c];
 
@@ -598,8 +592,7 @@ static bool folioctl_print_table(const json_t *result)
     }
 
     /* the result's other members (a total, a business date) below the table */
-    json_object_foreach((json_t *)result, key, v)
-    {
+    json_object_foreach ((json_t *)result, key, v) {
         if (strcmp(key, "items") != 0 && !folioctl_kv_add(&rest, key, folioctl_value_text(v)))
             goto out;
     }
@@ -640,7 +633,7 @@ static int folioctl_transport_error(const struct folioctl *ctl)
 {
     folioctl_err("%s", client_error(ctl->client));
     return client_error_kind(ctl->client) == CLIENT_ERR_USAGE ? FOLIOCTL_EXIT_USAGE
-                                                               : FOLIOCTL_EXIT_CONN;
+                                                              : FOLIOCTL_EXIT_CONN;
 }
 
 static int folioctl_rpc_error(const struct folioctl *ctl, const json_t *response)
@@ -668,8 +661,7 @@ static int folioctl_rpc_error(const struct folioctl *ctl, const json_t *response
 
 /* Call method; on success *result is a new reference. On failure the error is printed and the
  * exit status returned. params is borrowed. */
-static int folioctl_call(struct folioctl *ctl, const char *method, json_t *params,
-                         json_t **result)
+static int folioctl_call(struct folioctl *ctl, const char *method, json_t *params, json_t **result)
 {
     json_t *response = NULL, *r;
     int rc;
@@ -716,8 +708,7 @@ static void folioctl_endpoint(const struct folioctl *ctl, char *buf, size_t len)
 {
     bool v6 = strchr(ctl->copts.host, ':') != NULL;
 
-    snprintf(buf, len, "%s%s%s:%u", v6 ? "[" : "", ctl->copts.host, v6 ? "]" : "",
-             ctl->copts.port);
+    snprintf(buf, len, "%s%s%s:%u", v6 ? "[" : "", ctl->copts.host, v6 ? "]" : "", ctl->copts.port);
 }
 
 static int folioctl_cmd_ping(struct folioctl *ctl, int argc, char **argv)
@@ -962,8 +953,7 @@ static int folioctl_parse_args(struct folioctl *ctl, int argc, char **argv)
         default:
             if (optopt != 0 && optopt < 256)
                 return folioctl_usage_error("unknown option -%c", optopt);
-            return folioctl_usage_error("unknown option or missing argument: %s",
-                                        argv[optind - 1]);
+            return folioctl_usage_error("unknown option or missing argument: %s", argv[optind - 1]);
         }
     }
     if (ctl->copts.key_file != NULL && ctl->copts.cert_file == NULL)

@@ -101,6 +101,7 @@ static const struct rpc_param p_user_list[] = {
     P_END,
 };
 static const struct rpc_param p_import[] = {
+    P_STR("comment", false, 0, 10000),
     P_ARR("properties", false, 100),
     P_ARR("users", false, 10000),
     P_END,

@@ -149,8 +149,8 @@ struct client *itest_connect_cert(const char *name, bool *connected)
 struct client *itest_connect_user(const char *user)
 {
     struct client *c = itest_connect();
-    json_t *r = itest_call_ok(c, "session.login",
-                              json_pack("{s:s, s:s}", "user", user, "password", user));
+    json_t *r =
+        itest_call_ok(c, "session.login", json_pack("{s:s, s:s}", "user", user, "password", user));
 
     assert_string_equal(itest_str(r, "user"), user);
     (void)itest_str(r, "role");

@@ -22,8 +22,7 @@ static bool has_property(const json_t *properties, const char *code)
     size_t i;
     json_t *p;
 
-    json_array_foreach(properties, i, p)
-    {
+    json_array_foreach (properties, i, p) {
         const char *s = json_is_string(p) ? json_string_value(p)
                                           : json_string_value(json_object_get(p, "code"));
 
@@ -128,8 +127,8 @@ static void test_login_each_demo_user(void **state)
     for (size_t i = 0; i < sizeof(demo_users) / sizeof(demo_users[0]); i++) {
         const char *u = demo_users[i];
         struct client *c = itest_connect();
-        json_t *r = itest_call_ok(c, "session.login",
-                                  json_pack("{s:s, s:s}", "user", u, "password", u));
+        json_t *r =
+            itest_call_ok(c, "session.login", json_pack("{s:s, s:s}", "user", u, "password", u));
         json_t *info, *identity;
 
         assert_string_equal(itest_str(r, "user"), u);
@@ -152,8 +151,8 @@ static void test_login_each_demo_user(void **state)
         identity = identity_of(c);
         assert_string_equal(itest_str(identity, "kind"), "anonymous");
         json_decref(identity);
-        json_decref(itest_call_error(c, "room.list", json_pack("{s:s}", "property", "DEMO"),
-                                     -32000, "unauthenticated"));
+        json_decref(itest_call_error(c, "room.list", json_pack("{s:s}", "property", "DEMO"), -32000,
+                                     "unauthenticated"));
         itest_close(c);
     }
 }
@@ -239,16 +238,14 @@ static void test_role_refusals(void **state)
     items = json_object_get(r, "items");
     assert_true(json_is_array(items));
     assert_int_equal(json_array_size(items), 120);
-    json_array_foreach(items, i, item)
-    {
+    json_array_foreach (items, i, item) {
         const char *number = itest_str(item, "number");
 
         seen101 = seen101 || strcmp(number, "101") == 0;
         seen430 = seen430 || strcmp(number, "430") == 0;
         for (size_t k = 0; k < i; k++)
-            assert_string_not_equal(number,
-                                    json_string_value(json_object_get(
-                                        json_array_get(items, k), "number")));
+            assert_string_not_equal(
+                number, json_string_value(json_object_get(json_array_get(items, k), "number")));
     }
     assert_true(seen101);
     assert_true(seen430);
@@ -279,7 +276,8 @@ static void test_frame_too_large(void **state)
 {
     struct client *c = itest_connect();
     const size_t total = 70000;
-    const char *head = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"server.ping\",\"params\":{\"pad\":\"";
+    const char *head =
+        "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"server.ping\",\"params\":{\"pad\":\"";
     const char *tail = "\"}}\n";
     char *frame = malloc(total);
     size_t hl = strlen(head), tl = strlen(tail);
@@ -310,11 +308,11 @@ static void test_frame_too_large(void **state)
 static void test_invalid_request(void **state)
 {
     static const char *const bad[] = {
-        "{\"jsonrpc\":\"2.0\",\"id\":11}\n",                             /* no method */
-        "{\"jsonrpc\":\"1.0\",\"id\":12,\"method\":\"server.ping\"}\n",  /* wrong version */
-        "{\"id\":13,\"method\":\"server.ping\"}\n",                      /* no version */
-        "{\"jsonrpc\":\"2.0\",\"id\":14,\"method\":42}\n",               /* method not a string */
-        "[1,2,3]\n",                                                     /* not an object */
+        "{\"jsonrpc\":\"2.0\",\"id\":11}\n",                            /* no method */
+        "{\"jsonrpc\":\"1.0\",\"id\":12,\"method\":\"server.ping\"}\n", /* wrong version */
+        "{\"id\":13,\"method\":\"server.ping\"}\n",                     /* no version */
+        "{\"jsonrpc\":\"2.0\",\"id\":14,\"method\":42}\n",              /* method not a string */
+        "[1,2,3]\n",                                                    /* not an object */
     };
     struct client *c = itest_connect();
 
@@ -365,10 +363,10 @@ static void test_invalid_params(void **state)
     assert_string_equal(e.field, "user");
     json_decref(r);
 
-    r = itest_call_error(c, "session.login",
-                         json_pack("{s:s, s:s, s:i}", "user", "manager", "password", "manager",
-                                   "extra", 1),
-                         -32602, "invalid_params");
+    r = itest_call_error(
+        c, "session.login",
+        json_pack("{s:s, s:s, s:i}", "user", "manager", "password", "manager", "extra", 1), -32602,
+        "invalid_params");
     assert_true(client_response_error(r, &e));
     assert_non_null(e.field);
     assert_string_equal(e.field, "extra");
@@ -390,11 +388,10 @@ static void test_invalid_params(void **state)
 
 static void test_pipelined_requests(void **state)
 {
-    static const char batch[] =
-        "{\"jsonrpc\":\"2.0\",\"id\":101,\"method\":\"server.ping\"}\n"
-        "{\"jsonrpc\":\"2.0\",\"id\":102,\"method\":\"server.info\"}\n"
-        "{\"jsonrpc\":\"2.0\",\"id\":103,\"method\":\"no_such.method\"}\n"
-        "{\"jsonrpc\":\"2.0\",\"id\":104,\"method\":\"server.ping\"}\n";
+    static const char batch[] = "{\"jsonrpc\":\"2.0\",\"id\":101,\"method\":\"server.ping\"}\n"
+                                "{\"jsonrpc\":\"2.0\",\"id\":102,\"method\":\"server.info\"}\n"
+                                "{\"jsonrpc\":\"2.0\",\"id\":103,\"method\":\"no_such.method\"}\n"
+                                "{\"jsonrpc\":\"2.0\",\"id\":104,\"method\":\"server.ping\"}\n";
     struct client *c = itest_connect();
     bool seen[4] = {false, false, false, false};
     json_int_t ids[3];
@@ -529,22 +526,14 @@ static void test_idle_timeout(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        ITEST(test_ping_over_tls),
-        ITEST(test_info_anonymous),
-        ITEST(test_login_each_demo_user),
-        ITEST(test_login_bad_credentials),
-        ITEST(test_admin_without_login),
-        ITEST(test_role_refusals),
-        ITEST(test_malformed_json),
-        ITEST(test_frame_too_large),
-        ITEST(test_invalid_request),
-        ITEST(test_unknown_method),
-        ITEST(test_invalid_params),
-        ITEST(test_pipelined_requests),
-        ITEST(test_foreign_ca_refused),
-        ITEST(test_expired_cert_refused),
-        ITEST(test_outlet_certificate),
-        ITEST(test_idle_timeout),
+        ITEST(test_ping_over_tls),        ITEST(test_info_anonymous),
+        ITEST(test_login_each_demo_user), ITEST(test_login_bad_credentials),
+        ITEST(test_admin_without_login),  ITEST(test_role_refusals),
+        ITEST(test_malformed_json),       ITEST(test_frame_too_large),
+        ITEST(test_invalid_request),      ITEST(test_unknown_method),
+        ITEST(test_invalid_params),       ITEST(test_pipelined_requests),
+        ITEST(test_foreign_ca_refused),   ITEST(test_expired_cert_refused),
+        ITEST(test_outlet_certificate),   ITEST(test_idle_timeout),
     };
 
     return cmocka_run_group_tests(tests, itest_group_setup, NULL);
