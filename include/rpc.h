@@ -88,6 +88,8 @@ typedef void (*rpc_handler_fn)(struct rpc_call *call);
 
 enum rpc_flag {
     RPC_F_HASH_PASSWORDS = 1u << 0, /* hash "password" members before the handler runs */
+    RPC_F_POS_ANSWER = 1u << 1,     /* POS method: every outcome is a result with a FIAS status
+                                     * (bad params: UR, database down: RY), see docs/pos.md */
 };
 
 struct rpc_method {
@@ -117,6 +119,8 @@ void rpc_dispatch(struct conn *conn, const char *line, size_t len);
 void rpc_reply(struct rpc_call *call, json_t *result);
 void rpc_fail(struct rpc_call *call, int code, const char *reason, bool retryable,
               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* A POS answer object {"status", "reason", "message"} (docs/pos.md). */
+json_t *pos_answer(const char *status, const char *reason, const char *message);
 /* Maps a failed database result to the answer (domain error, conflict, db_unavailable...). */
 void rpc_fail_db(struct rpc_call *call, const struct db_result *r);
 

@@ -258,6 +258,33 @@ static const struct rpc_param p_group_check_out[] = {
     P_END,
 };
 
+
+/* POS interface (docs/pos.md) */
+static const struct rpc_param p_pos_inquiry[] = {
+    P_STR("room", false, 1, 16),
+    P_STR("name", false, 1, 64),
+    P_END,
+};
+static const struct rpc_param p_pos_post[] = {
+    P_STR("key", true, 1, 64),
+    P_STR("room", true, 1, 16),
+    P_ID("stay_id", false),
+    P_STR("guest_name", false, 1, 64),
+    P_STR("check", true, 1, 32),
+    P_INT("covers", false, 0, 999),
+    P_STR("table", false, 0, 16),
+    P_ARR("subtotals", true, 9),
+    P_AMT("tax", false, 0, RPC_AMOUNT_LIMIT),
+    P_AMT("service", false, 0, RPC_AMOUNT_LIMIT),
+    P_AMT("tip", false, 0, RPC_AMOUNT_LIMIT),
+    P_AMT("total", true, 0, RPC_AMOUNT_LIMIT),
+    P_ARR("items", false, 200),
+    P_STR("description", false, 0, 200),
+    P_END,
+};
+static const struct rpc_param p_pos_status[] = {P_STR("key", true, 1, 64), P_END};
+static const struct rpc_param p_pos_postings[] = {P_DATE("business_date", false), P_END};
+
 /* ---- the method table ---- */
 
 #define R(x) ROLE_BIT(ROLE_##x)
@@ -324,6 +351,15 @@ static const struct rpc_method methods[] = {
     {"routing.list", sqlcall_handler, ROLES_STAFF, 0, p_stay_id, SQL("api_routing_list")},
     {"business_date.close", sqlcall_handler, R(MANAGER), 0, p_property_scope,
      SQL("api_business_date_close")},
+
+    {"pos.hello", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_none, SQL("api_pos_hello")},
+    {"pos.inquiry", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_pos_inquiry,
+     SQL("api_pos_inquiry")},
+    {"pos.post", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_pos_post, SQL("api_pos_post")},
+    {"pos.status", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_pos_status,
+     SQL("api_pos_status")},
+    {"pos.postings", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_pos_postings,
+     SQL("api_pos_postings")},
 };
 
 const struct rpc_method *rpc_methods(size_t *count)
@@ -615,6 +651,11 @@ static void answer_now(struct conn *c, json_t *id, const char *method, uint64_t 
         conn_send(c, msg);
 }
 
+json_t *pos_answer(const char *status, const char *reason, const char *message)
+{
+    return json_pack("{s:s, s:s, s:s}", "status", status, "reason", reason, "message", message);
+}
+
 static void call_free(struct rpc_call *call)
 {
     struct conn *c = call->conn;
@@ -642,6 +683,19 @@ void rpc_fail(struct rpc_call *call, int code, const char *reason, bool retryabl
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    if (call->method->flags & RPC_F_POS_ANSWER) {
+        /* A POS gets a FIAS status, never a JSON-RPC error: RY means "retry with the same
+         * key", UR "never retry unchanged". */
+        const char *status = retryable ? "RY" : "UR";
+        char outcome[64];
+        snprintf(outcome, sizeof(outcome), "%s:%.40s", status, reason);
+        access_log(call->conn, call->method->name, call->id, call->start_us, outcome);
+        json_t *msg = rpc_make_result(call->id, pos_answer(status, reason, message));
+        if (msg != NULL)
+            conn_send(call->conn, msg);
+        call_free(call);
+        return;
+    }
     answer_now(call->conn, call->id, call->method->name, call->start_us, code, message,
                rpc_error_data(reason, retryable));
     call_free(call);
@@ -668,6 +722,10 @@ void rpc_fail_db(struct rpc_call *call, const struct db_result *r)
     const char *st = r->sqlstate;
     if (strcmp(st, "FL000") == 0 && is_reason(r->message)) {
         const char *text = r->detail[0] != '\0' ? r->detail : r->message;
+        if (call->method->flags & RPC_F_POS_ANSWER) {
+            rpc_fail(call, RPC_DOMAIN_ERROR, r->message, false, "%s", text);
+            return;
+        }
         json_t *data = rpc_error_data(r->message, false);
         int code = strcmp(r->message, "invalid_params") == 0 ? RPC_INVALID_PARAMS
                    : strcmp(r->message, "immutable") == 0    ? RPC_INTERNAL_ERROR
@@ -841,6 +899,14 @@ void rpc_dispatch(struct conn *c, const char *line, size_t len)
     }
     char field[80];
     if (!rpc_validate_params(req.params, m->params, field, sizeof(field), msg, sizeof(msg))) {
+        if (m->flags & RPC_F_POS_ANSWER) {
+            json_t *answer = pos_answer("UR", "invalid_request", msg);
+            if (answer != NULL && field[0] != '\0')
+                json_object_set_new(answer, "field", json_string(field));
+            access_log(c, m->name, req.id, start, "UR:invalid_request");
+            conn_send(c, rpc_make_result(req.id, answer));
+            goto done;
+        }
         json_t *data = rpc_error_data("invalid_params", false);
         if (data != NULL && field[0] != '\0')
             json_object_set_new(data, "field", json_string(field));

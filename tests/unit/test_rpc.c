@@ -170,9 +170,14 @@ static void test_method_table(void **state)
             assert_string_not_equal(m[i].name, m[j].name);
         if (m[i].handler == sqlcall_handler)
             assert_non_null(m[i].sql);
-        /* outlets reach no admin or session method */
-        if (strncmp(m[i].name, "server.", 7) != 0)
+        /* outlets reach the server.* and pos.* methods only, and pos.* is theirs alone */
+        bool is_pos = strncmp(m[i].name, "pos.", 4) == 0;
+        if (strncmp(m[i].name, "server.", 7) != 0 && !is_pos)
             assert_false(m[i].roles & ROLE_BIT(ROLE_OUTLET));
+        if (is_pos) {
+            assert_int_equal(m[i].roles, ROLE_BIT(ROLE_OUTLET));
+            assert_true(m[i].flags & RPC_F_POS_ANSWER);
+        }
     }
     assert_null(rpc_method_find("no.such"));
     /* anonymous callers reach only these */
