@@ -285,6 +285,58 @@ static const struct rpc_param p_pos_post[] = {
 static const struct rpc_param p_pos_status[] = {P_STR("key", true, 1, 64), P_END};
 static const struct rpc_param p_pos_postings[] = {P_DATE("business_date", false), P_END};
 
+
+/* cashier shifts and city ledger (docs/cashier.md) */
+static const struct rpc_param p_cashier_open[] = {
+    P_AMT("float", false, 0, RPC_AMOUNT_LIMIT),
+    P_STR("property", false, 1, 16),
+    P_END,
+};
+static const struct rpc_param p_cashier_close[] = {
+    P_ID("shift_id", false),
+    P_AMT("declared", true, 0, RPC_AMOUNT_LIMIT),
+    P_STR("note", false, 0, 200),
+    P_END,
+};
+static const struct rpc_param p_cashier_report[] = {P_ID("shift_id", false), P_END};
+static const struct rpc_param p_ar_create[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("code", true, 1, 16),
+    P_STR("name", true, 1, 200),
+    P_STR("kind", false, 1, 16),
+    P_OBJ("contact", false),
+    P_AMT("credit_limit", false, 0, RPC_AMOUNT_LIMIT),
+    P_END,
+};
+static const struct rpc_param p_ar_get[] = {
+    P_STR("property", false, 1, 16),
+    P_ID("account_id", false),
+    P_STR("code", false, 1, 16),
+    P_END,
+};
+static const struct rpc_param p_ar_transfer[] = {
+    P_ID("folio_id", true),
+    P_STR("account", true, 1, 16),
+    P_AMT("amount", false, 1, RPC_AMOUNT_LIMIT),
+    P_STR("reference", false, 0, 64),
+    P_END,
+};
+static const struct rpc_param p_ar_pay[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("account", true, 1, 16),
+    P_AMT("amount", true, 1, RPC_AMOUNT_LIMIT),
+    P_STR("method", true, 1, 32),
+    P_STR("reference", false, 0, 64),
+    P_ARR("allocations", false, 500),
+    P_END,
+};
+static const struct rpc_param p_ar_aging[] = {
+    P_STR("property", false, 1, 16),
+    P_STR("account", false, 1, 16),
+    P_DATE("date", false),
+    P_END,
+};
+
 /* ---- the method table ---- */
 
 #define R(x) ROLE_BIT(ROLE_##x)
@@ -351,6 +403,17 @@ static const struct rpc_method methods[] = {
     {"routing.list", sqlcall_handler, ROLES_STAFF, 0, p_stay_id, SQL("api_routing_list")},
     {"business_date.close", sqlcall_handler, R(MANAGER), 0, p_property_scope,
      SQL("api_business_date_close")},
+
+    {"cashier.open", sqlcall_handler, FD, 0, p_cashier_open, SQL("api_cashier_open")},
+    {"cashier.close", sqlcall_handler, FD, 0, p_cashier_close, SQL("api_cashier_close")},
+    {"cashier.report", sqlcall_handler, ROLES_STAFF, 0, p_cashier_report,
+     SQL("api_cashier_report")},
+    {"ar.create", sqlcall_handler, R(MANAGER), 0, p_ar_create, SQL("api_ar_create")},
+    {"ar.get", sqlcall_handler, ROLES_STAFF, 0, p_ar_get, SQL("api_ar_get")},
+    {"ar.list", sqlcall_handler, ROLES_STAFF, 0, p_property_scope, SQL("api_ar_list")},
+    {"ar.transfer", sqlcall_handler, FD, 0, p_ar_transfer, SQL("api_ar_transfer")},
+    {"ar.pay", sqlcall_handler, FD, 0, p_ar_pay, SQL("api_ar_pay")},
+    {"ar.aging", sqlcall_handler, ROLES_STAFF, 0, p_ar_aging, SQL("api_ar_aging")},
 
     {"pos.hello", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_none, SQL("api_pos_hello")},
     {"pos.inquiry", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_pos_inquiry,
