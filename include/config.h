@@ -30,6 +30,7 @@ struct foliod_config {
     int idle_timeout;      /* seconds */
     int handshake_timeout; /* seconds */
     int write_timeout;     /* seconds */
+    int request_timeout;   /* seconds to send one whole request line */
     int drain_timeout;     /* seconds */
     /* [tls] */
     char *tls_cert_file;

@@ -36,6 +36,8 @@ static const struct config_key key_table[] = {
         "seconds to finish the TLS handshake"),
     KEY("server", "write_timeout", CONFIG_INT, write_timeout, "30", 1, 3600, true,
         "seconds a client may leave answers unread"),
+    KEY("server", "request_timeout", CONFIG_INT, request_timeout, "30", 1, 3600, true,
+        "seconds a client may take to send one request line once it has started it"),
     KEY("server", "drain_timeout", CONFIG_INT, drain_timeout, "10", 0, 3600, true,
         "seconds to finish in-flight requests on SIGTERM before closing"),
     KEY("tls", "cert_file", CONFIG_STRING, tls_cert_file, "var/tls/server.crt", 0, 0, true,

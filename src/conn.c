@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -42,6 +43,8 @@ struct conn {
     const char *refused;
     struct frame_decoder frame;
     struct session session;
+    struct event *handshake_timer; /* absolute deadline: trickled handshake bytes don't extend it */
+    int64_t partial_since; /* monotonic seconds when the current unfinished line began, or 0 */
     bool reading_paused;
     bool close_when_flushed;
     bool processing;
@@ -158,6 +161,10 @@ void conn_close(struct conn *c, const char *why)
         return;
     conn_log(c, LOG_LEVEL_DEBUG, "closing: %s", why);
     conn_set_state(c, CONN_CLOSED);
+    if (c->handshake_timer != NULL) {
+        event_free(c->handshake_timer);
+        c->handshake_timer = NULL;
+    }
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     if (ssl != NULL && SSL_is_init_finished(ssl))
         SSL_shutdown(ssl); /* best effort close_notify; the socket closes either way */
@@ -210,6 +217,29 @@ void conn_notify(struct conn *c, const char *method, json_t *params)
         conn_send(c, msg);
 }
 
+static int64_t mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec + 1; /* never 0: 0 means "no partial line" */
+}
+
+/* A line that has begun must be finished within request_timeout, however slowly its bytes come:
+ * the read timeout alone restarts with every byte. */
+static bool request_overdue(struct conn *c)
+{
+    if (frame_decoder_pending(&c->frame) == 0 && !c->frame.discarding) {
+        c->partial_since = 0;
+        return false;
+    }
+    int64_t now = mono_seconds();
+    if (c->partial_since == 0) {
+        c->partial_since = now;
+        return false;
+    }
+    return now - c->partial_since > c->srv->cfg.request_timeout;
+}
+
 static bool should_pause(const struct conn *c)
 {
     return c->inflight >= c->srv->cfg.max_inflight ||
@@ -258,6 +288,11 @@ static void process_input(struct conn *c)
             conn_close(c, "out of memory");
             break;
         }
+    }
+    if (c->state == CONN_OPEN && request_overdue(c)) {
+        conn_log(c, LOG_LEVEL_INFO, "request line not completed within %d s",
+                 c->srv->cfg.request_timeout);
+        conn_close(c, "request timeout");
     }
     c->processing = false;
     conn_unref(c);
@@ -371,6 +406,10 @@ static void outlet_lookup_cb(void *arg, const struct db_result *r)
 
 static void handshake_done(struct conn *c)
 {
+    if (c->handshake_timer != NULL) {
+        event_free(c->handshake_timer);
+        c->handshake_timer = NULL;
+    }
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     c->tls_version = SSL_get_version(ssl);
     char fp[65], cn[65];
@@ -429,6 +468,16 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         conn_close(c, "closed by peer");
 }
 
+static void handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    conn_log(c, LOG_LEVEL_INFO, "TLS handshake not completed within %d s",
+             c->srv->cfg.handshake_timeout);
+    conn_close(c, "TLS handshake timeout");
+}
+
 struct conn *conn_new(struct server *srv, int fd, const char *peer)
 {
     struct conn *c = calloc(1, sizeof(*c));
@@ -456,6 +505,10 @@ struct conn *conn_new(struct server *srv, int fd, const char *peer)
     bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     set_read_timeout(c, srv->cfg.handshake_timeout);
+    c->handshake_timer = evtimer_new(srv->base, handshake_timeout_cb, c);
+    struct timeval hs = {srv->cfg.handshake_timeout, 0};
+    if (c->handshake_timer != NULL)
+        evtimer_add(c->handshake_timer, &hs);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     server_conn_added(srv, &c->node);
     return c;

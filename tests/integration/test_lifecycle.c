@@ -253,11 +253,90 @@ static void test_sigterm_drains_in_flight(void **state)
     assert_null(connect_to(&d));
 }
 
+static int raw_connect(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Sends one byte every 300 ms; returns how long the server kept the connection (ms). */
+static int64_t trickle_until_closed(int fd, const char *bytes, int64_t limit_ms)
+{
+    int64_t start = itest_now_ms();
+    size_t i = 0, n = strlen(bytes);
+    while (itest_now_ms() - start < limit_ms) {
+        if (send(fd, bytes + (i++ % n), 1, MSG_NOSIGNAL) != 1)
+            break;
+        sleep_ms(300);
+    }
+    return itest_now_ms() - start;
+}
+
+/* A client that trickles bytes is closed after the request (or handshake) deadline, however
+ * regularly its bytes come: the idle timeout alone would never fire. */
+static void test_trickling_clients_are_closed(void **state)
+{
+    (void)state;
+    struct daemon d;
+    d.pid = 0;
+    const char *extra = "handshake_timeout = 2\nrequest_timeout = 2\nidle_timeout = 60\n";
+    start_daemon(&d, "trickle");
+    write_conf(&d, extra);
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    int64_t deadline = itest_now_ms() + 5000;
+    while (!log_contains(&d, "configuration reloaded") && itest_now_ms() < deadline)
+        sleep_ms(50);
+
+    /* a TLS record header, then the rest of the ClientHello never completes */
+    int fd = raw_connect(d.port);
+    int64_t kept = trickle_until_closed(fd, "\x16\x03\x01\x02\x00abcdefghijklmnopqrstuvwxyz", 15000);
+    close(fd);
+    if (kept > 6000)
+        fail_msg("trickled handshake kept for %lld ms", (long long)kept);
+
+    /* after the handshake: a request line that never ends */
+    struct client *c = connect_to(&d);
+    assert_non_null(c);
+    ping_ok(c);
+    int64_t start = itest_now_ms();
+    const char *line = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server.ping\"";
+    bool closed = false;
+    for (size_t i = 0; itest_now_ms() - start < 15000; i++) {
+        if (!client_send_raw(c, line + (i % strlen(line)), 1)) {
+            closed = true;
+            break;
+        }
+        json_t *msg = NULL;
+        if (!client_next(c, 300, &msg) && client_error_kind(c) != CLIENT_ERR_TIMEOUT) {
+            closed = true;
+            break;
+        }
+        json_decref(msg);
+    }
+    client_close(c);
+    assert_true(closed);
+    if (itest_now_ms() - start > 6000)
+        fail_msg("trickled request kept for %lld ms", (long long)(itest_now_ms() - start));
+    assert_true(log_contains(&d, "request line not completed"));
+    assert_true(log_contains(&d, "TLS handshake not completed"));
+
+    assert_int_equal(kill(d.pid, SIGTERM), 0);
+    expect_exit_zero(&d, 15000);
+    assert_clean_log(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         ITEST(test_sighup_reload),
         ITEST(test_sigterm_drains_in_flight),
+        ITEST(test_trickling_clients_are_closed),
     };
     return cmocka_run_group_tests_name("lifecycle", tests, itest_group_setup, NULL);
 }
