@@ -331,12 +331,51 @@ static void test_trickling_clients_are_closed(void **state)
     assert_clean_log(&d);
 }
 
+/* Connections over server.max_connections are closed at accept; room frees up again. */
+static void test_connection_limit(void **state)
+{
+    (void)state;
+    struct daemon d;
+    start_daemon(&d, "limit");
+    write_conf(&d, "max_connections = 2\n");
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    int64_t deadline = itest_now_ms() + 5000;
+    while (!log_contains(&d, "configuration reloaded") && itest_now_ms() < deadline)
+        sleep_ms(50);
+    struct client *a = connect_to(&d);
+    struct client *b = connect_to(&d);
+    assert_non_null(a);
+    assert_non_null(b);
+    ping_ok(a);
+    ping_ok(b);
+    struct client *c = connect_to(&d);
+    assert_null(c);
+    assert_true(log_contains(&d, "connections already (server.max_connections)"));
+    client_close(a);
+    /* the server notices the close, then accepts again */
+    struct client *e = NULL;
+    deadline = itest_now_ms() + 5000;
+    while (e == NULL && itest_now_ms() < deadline) {
+        e = connect_to(&d);
+        if (e == NULL)
+            sleep_ms(100);
+    }
+    assert_non_null(e);
+    ping_ok(e);
+    client_close(b);
+    client_close(e);
+    assert_int_equal(kill(d.pid, SIGTERM), 0);
+    expect_exit_zero(&d, 15000);
+    assert_clean_log(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         ITEST(test_sighup_reload),
         ITEST(test_sigterm_drains_in_flight),
         ITEST(test_trickling_clients_are_closed),
+        ITEST(test_connection_limit),
     };
     return cmocka_run_group_tests_name("lifecycle", tests, itest_group_setup, NULL);
 }
