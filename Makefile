@@ -28,7 +28,7 @@ LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 TEST_LIBS = $(LIBS) $(shell pkg-config --libs cmocka)
 
 # Every module but the two programs' entry points goes into the core archive.
-CORE_SRCS = $(filter-out src/main.c src/folioctl.c,$(wildcard src/*.c))
+CORE_SRCS = $(filter-out src/main.c src/folioctl.c src/possim.c,$(wildcard src/*.c))
 CORE_OBJS = $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
@@ -37,7 +37,8 @@ ITEST_SRCS = $(wildcard tests/integration/test_*.c)
 ITEST_BINS = $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/integration/%)
 
 .PHONY: all run check check-build check-unit check-integration bench fuzz lint format install clean
-all: $(BUILD)/foliod $(BUILD)/folioctl
+PROGRAMS = $(BUILD)/foliod $(BUILD)/folioctl $(if $(wildcard src/possim.c),$(BUILD)/possim)
+all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) Makefile
 	@mkdir -p $(dir $@)
@@ -50,6 +51,10 @@ $(BUILD)/foliod: $(BUILD)/obj/main.o $(BUILD)/libfoliod.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(BUILD)/folioctl: $(BUILD)/obj/folioctl.o $(BUILD)/libfoliod.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# The POS simulator: an outlet's side of the POS interface, for people and tests.
+$(BUILD)/possim: $(BUILD)/obj/possim.o $(BUILD)/libfoliod.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libfoliod.a $(wildcard include/*.h)
@@ -88,7 +93,7 @@ format:
 PREFIX ?= /usr/local
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/foliod/sql $(DESTDIR)/etc/foliod
-	install -m 755 $(BUILD)/foliod $(BUILD)/folioctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/foliod/sql/
 	install -m 644 etc/foliod.conf $(DESTDIR)/etc/foliod/foliod.conf
 
