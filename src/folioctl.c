@@ -9,6 +9,11 @@
  * raw JSON result with --json), then close. Every error is one line on stderr, and the exit
  * status says what kind it was: 0 ok, 1 error answered by the server, 2 usage, 3 connection,
  * TLS or protocol failure.
+ *
+ * The front-desk subcommands (checkin, post, checkout, ...; the table folioctl_ops) are one
+ * method call each: their arguments are checked before connecting, amounts typed in major units
+ * are turned into minor units with the currency's decimals from server.info, and the answer is
+ * printed as tables (fmt.h), with warnings such as deposit_required on stderr.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +31,8 @@
 #include <jansson.h>
 
 #include "client.h"
+#include "fmt.h"
+#include "rpc.h"
 
 enum folioctl_exit {
     FOLIOCTL_EXIT_OK = 0,
@@ -36,6 +43,8 @@ enum folioctl_exit {
 
 #define FOLIOCTL_PASSWORD_MAX 1024
 
+struct folioctl_op;
+
 struct folioctl {
     struct client_options copts;
     const char *user;
@@ -43,6 +52,15 @@ struct folioctl {
     bool json;
     char *password; /* heap; wiped before it is freed */
     struct client *client;
+    /* an accounting subcommand: its table entry and its scanned arguments */
+    const struct folioctl_op *op;
+    struct fmt_arg *args;
+    size_t nargs;
+    /* the property's currency, from server.info (until then: 2 decimals, no name) */
+    bool currency_known;
+    unsigned minor_units;
+    char currency[8];
+    char cur_suffix[9]; /* " EUR", or "" */
 };
 
 struct folioctl_command {
@@ -92,6 +110,43 @@ static void folioctl_usage(FILE *out)
             "                        standard input (logs in first when --user is given)\n"
             "  import FILE           load a hotel set-up document (setup.import; needs --user,\n"
             "                        an admin); FILE - reads standard input\n"
+            "\n"
+            "Front desk (need --user; AMOUNTs in major units: 25.50, -5):\n"
+            "  checkin ROOM --first NAME --last NAME --departure DATE [--rate AMOUNT]\n"
+            "          [--rate-code C] [--adults N] [--children N] [--credit-limit AMOUNT]\n"
+            "          [--group CODE [--no-master]] [--no-post] [--email E] [--phone P]\n"
+            "          [--guest-id ID] [--share-with STAY_ID] [--notes TEXT] [--property P]\n"
+            "  stay STAY_ID          a stay with its folio windows and routing\n"
+            "  stays [--view in_house|arrivals|due_out|checked_out] [--date DATE] [--property P]\n"
+            "  stay-update STAY_ID [--departure DATE] [--rate AMOUNT] [--rate-code C]\n"
+            "          [--credit-limit AMOUNT|none] [--no-post yes|no] [--adults N]\n"
+            "          [--children N] [--notes TEXT]\n"
+            "  move STAY_ID ROOM     change room\n"
+            "  checkout STAY_ID [--pay METHOD:AMOUNT[:WINDOW]]...\n"
+            "  reinstate STAY_ID     undo today's checkout (manager)\n"
+            "  folio FOLIO_ID        a folio's postings and balance\n"
+            "  folios [--type T] [--status S] [--stay STAY_ID] [--property P]\n"
+            "  open TYPE [--name NAME] [--stay STAY_ID] [--property P]\n"
+            "                        non_guest, employee, control, semi_permanent, permanent,\n"
+            "                        or individual --stay ID (the stay's next window)\n"
+            "  close FOLIO_ID | reopen FOLIO_ID\n"
+            "  post (--folio ID | --stay ID [--window W]) CODE AMOUNT [--qty N] [--desc TEXT]\n"
+            "          [--ref REF]\n"
+            "  pay (--folio ID | --stay ID [--window W]) METHOD AMOUNT [--ref REF] [--desc TEXT]\n"
+            "                        METHOD: cash, card, deposit, bank_transfer or a payment code\n"
+            "  void POSTING_ID [--reason TEXT]\n"
+            "  adjust POSTING_ID --reason TEXT [--amount AMOUNT]   (manager; a closed day)\n"
+            "  transfer POSTING_ID... (--to-folio ID | --to-window W) [--reason TEXT]\n"
+            "  transfer-balance FROM_FOLIO TO_FOLIO [--amount AMOUNT] [--reason TEXT]\n"
+            "  route STAY_ID (--code C | --department D) (--to-folio ID | --to-window W |\n"
+            "          --to-master)\n"
+            "  unroute RULE_ID | routes STAY_ID\n"
+            "  group-create CODE NAME --departure DATE [--arrival DATE] [--credit-limit AMOUNT]\n"
+            "          [--property P]\n"
+            "  group GROUP_ID|CODE [--property P]\n"
+            "  group-checkout GROUP_ID [--pay METHOD:AMOUNT]...\n"
+            "  statement FOLIO_ID [--html] [-o FILE]\n"
+            "  close-day [--property P]   close the business date (manager)\n"
             "\n"
             "Options:\n"
             "  --host HOST           server host (FOLIOD_HOST, default %s)\n"
@@ -266,30 +321,6 @@ static bool folioctl_read_password(struct folioctl *ctl)
 
 /* ---- output ---- */
 
-/* Copy s with control characters replaced, so that server data cannot drive the terminal. */
-static char *folioctl_sanitize(const char *s)
-{
-    char *out = strdup(s);
-
-    if (out == NULL)
-        return NULL;
-    for (unsigned char *p = (unsigned char *)out; *p != '\0'; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            *p = *p == '\t' || *p == '\n' ? ' ' : '?';
-    return out;
-}
-
-/* Columns a UTF-8 string takes (one per code point; good enough for names and codes). */
-static size_t folioctl_width(const char *s)
-{
-    size_t w = 0;
-
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
-        if ((*p & 0xc0) != 0x80)
-            w++;
-    return w;
-}
-
 static void folioctl_pad(size_t n)
 {
     while (n-- > 0)
@@ -307,13 +338,13 @@ static char *folioctl_scalar_text(const json_t *v)
     char *raw, *text;
 
     if (json_is_string(v))
-        return folioctl_sanitize(json_string_value(v));
+        return fmt_sanitize(json_string_value(v));
     if (json_is_null(v))
         return strdup("-");
     raw = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     if (raw == NULL)
         return NULL;
-    text = folioctl_sanitize(raw);
+    text = fmt_sanitize(raw);
     free(raw);
     return text;
 }
@@ -330,7 +361,7 @@ static char *folioctl_value_text(const json_t *v)
         return folioctl_scalar_text(v);
     if (!json_is_array(v)) {
         char *raw = json_dumps(v, JSON_COMPACT);
-        char *text = raw != NULL ? folioctl_sanitize(raw) : NULL;
+        char *text = raw != NULL ? fmt_sanitize(raw) : NULL;
 
         free(raw);
         return text;
@@ -348,11 +379,11 @@ static char *folioctl_value_text(const json_t *v)
 
             part = NULL;
             if (asprintf(&raw, "%s (%s)", code, name) >= 0) {
-                part = folioctl_sanitize(raw);
+                part = fmt_sanitize(raw);
                 free(raw);
             }
         } else if (code != NULL) {
-            part = folioctl_sanitize(code);
+            part = fmt_sanitize(code);
         } else {
             part = folioctl_value_text(el);
         }
@@ -375,6 +406,7 @@ struct folioctl_kv {
     char **values;
     size_t n;
     size_t cap;
+    bool failed; /* folioctl_kv_put() ran out of memory */
 };
 
 static bool folioctl_kv_add(struct folioctl_kv *kv, const char *key, char *value)
@@ -398,7 +430,7 @@ static bool folioctl_kv_add(struct folioctl_kv *kv, const char *key, char *value
         kv->values = k;
         kv->cap = cap;
     }
-    kv->keys[kv->n] = folioctl_sanitize(key);
+    kv->keys[kv->n] = fmt_sanitize(key);
     if (kv->keys[kv->n] == NULL) {
         free(value);
         return false;
@@ -445,11 +477,11 @@ static void folioctl_kv_print(const struct folioctl_kv *kv)
     size_t width = 0;
 
     for (size_t i = 0; i < kv->n; i++)
-        if (folioctl_width(kv->keys[i]) > width)
-            width = folioctl_width(kv->keys[i]);
+        if (fmt_width(kv->keys[i]) > width)
+            width = fmt_width(kv->keys[i]);
     for (size_t i = 0; i < kv->n; i++) {
         printf("%s:", kv->keys[i]);
-        folioctl_pad(width - folioctl_width(kv->keys[i]) + 1);
+        folioctl_pad(width - fmt_width(kv->keys[i]) + 1);
         printf("%s\n", kv->values[i]);
     }
 }
@@ -537,7 +569,7 @@ static bool folioctl_print_table(const json_t *result)
     if (width == NULL || numeric == NULL || cells == NULL)
         goto out;
     for (size_t c = 0; c < ncols; c++) {
-        width[c] = folioctl_width(cols[c]);
+        width[c] = fmt_width(cols[c]);
         numeric[c] = true;
     }
     json_array_foreach (items, i, it) {
@@ -550,8 +582,8 @@ static bool folioctl_print_table(const json_t *result)
                 goto out;
             if (v != NULL && !json_is_number(v) && !json_is_null(v))
                 numeric[c] = false;
-            if (folioctl_width(*cell) > width[c])
-                width[c] = folioctl_width(*cell);
+            if (fmt_width(*cell) > width[c])
+                width[c] = fmt_width(*cell);
         }
     }
 
@@ -559,7 +591,7 @@ static bool folioctl_print_table(const json_t *result)
         printf("(no items)\n");
     } else {
         for (size_t c = 0; c < ncols; c++) {
-            size_t pad = width[c] - folioctl_width(cols[c]);
+            size_t pad = width[c] - fmt_width(cols[c]);
 
             if (numeric[c])
                 folioctl_pad(pad);
@@ -578,7 +610,7 @@ static bool folioctl_print_table(const json_t *result)
         for (size_t r = 0; r < rows; r++) {
             for (size_t c = 0; c < ncols; c++) {
                 const char *cell = cells[r * ncols + c];
-                size_t pad = width[c] - folioctl_width(cell);
+                size_t pad = width[c] - fmt_width(cell);
 
                 if (numeric[c])
                     folioctl_pad(pad);
@@ -867,6 +899,1700 @@ static const struct folioctl_command folioctl_commands[] = {
     {"import", 1, 1, true, true, folioctl_cmd_import, " FILE"},
 };
 
+/* ---- accounting subcommands (docs/accounting.md) ----
+ *
+ * Each subcommand is one method call: an entry of folioctl_ops names the method, the options
+ * (fmt_args_scan), how many positional arguments it takes, a build function that turns the
+ * arguments into params, and a show function that prints the result for a person. The build
+ * runs twice: once before connecting, with the currency unknown, so that a typo is a usage error
+ * before any network traffic; then with the property's minor units from server.info, which
+ * decide how many decimals an amount may have. */
+
+#define FOLIOCTL_ID_MAX 9007199254740991LL /* ids are JSON-safe integers */
+
+struct folioctl_op {
+    const char *name;
+    const char *method;
+    int min_pos;
+    int max_pos;
+    const struct fmt_option *opts;
+    bool (*build)(struct folioctl *ctl, json_t *params);
+    int (*show)(struct folioctl *ctl, const json_t *result);
+    const char *usage; /* the arguments, for the usage message */
+};
+
+/* -- the scanned arguments -- */
+
+static int folioctl_opt_index(const struct folioctl *ctl, const char *name)
+{
+    for (int k = 0; ctl->op->opts != NULL && ctl->op->opts[k].name != NULL; k++)
+        if (strcmp(ctl->op->opts[k].name, name) == 0)
+            return k;
+    return -2; /* not an option of this command: matches nothing */
+}
+
+/* The value of option name (the last one given), or NULL when absent. */
+static const char *folioctl_opt(const struct folioctl *ctl, const char *name)
+{
+    int k = folioctl_opt_index(ctl, name);
+    const char *v = NULL;
+
+    for (size_t i = 0; i < ctl->nargs; i++)
+        if (ctl->args[i].opt == k)
+            v = ctl->args[i].value;
+    return v;
+}
+
+static bool folioctl_flag(const struct folioctl *ctl, const char *name)
+{
+    int k = folioctl_opt_index(ctl, name);
+
+    for (size_t i = 0; i < ctl->nargs; i++)
+        if (ctl->args[i].opt == k)
+            return true;
+    return false;
+}
+
+static size_t folioctl_npos(const struct folioctl *ctl)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < ctl->nargs; i++)
+        n += ctl->args[i].opt < 0;
+    return n;
+}
+
+/* The i-th positional argument, or NULL. */
+static const char *folioctl_pos(const struct folioctl *ctl, size_t i)
+{
+    for (size_t k = 0; k < ctl->nargs; k++)
+        if (ctl->args[k].opt < 0 && i-- == 0)
+            return ctl->args[k].value;
+    return NULL;
+}
+
+/* -- params from arguments: each prints its own usage error and returns false -- */
+
+__attribute__((format(printf, 1, 2))) static bool folioctl_bad(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    folioctl_err("%s", msg);
+    return false;
+}
+
+static bool folioctl_put(json_t *params, const char *key, json_t *value)
+{
+    if (value == NULL || json_object_set_new(params, key, value) != 0)
+        return folioctl_bad("out of memory");
+    return true;
+}
+
+static bool folioctl_put_str(json_t *params, const char *key, const char *what, const char *s)
+{
+    json_t *v = json_string(s);
+
+    if (v == NULL)
+        return folioctl_bad("%s is not valid UTF-8", what);
+    return folioctl_put(params, key, v);
+}
+
+static bool folioctl_parse_id(const char *what, const char *s, json_int_t *out)
+{
+    int64_t v;
+
+    if (!fmt_parse_int(s, 1, FOLIOCTL_ID_MAX, &v))
+        return folioctl_bad("%s '%s' is not an id (a positive whole number)", what, s);
+    *out = (json_int_t)v;
+    return true;
+}
+
+static bool folioctl_put_id(json_t *params, const char *key, const char *what, const char *s)
+{
+    json_int_t id = 0;
+
+    return folioctl_parse_id(what, s, &id) && folioctl_put(params, key, json_integer(id));
+}
+
+static bool folioctl_put_int(json_t *params, const char *key, const char *what, const char *s,
+                             int64_t min, int64_t max)
+{
+    int64_t v;
+
+    if (!fmt_parse_int(s, min, max, &v))
+        return folioctl_bad("%s '%s' is not a whole number from %lld to %lld", what, s,
+                            (long long)min, (long long)max);
+    return folioctl_put(params, key, json_integer((json_int_t)v));
+}
+
+static bool folioctl_put_date(json_t *params, const char *key, const char *what, const char *s)
+{
+    if (!fmt_is_date(s))
+        return folioctl_bad("%s '%s' is not a date (YYYY-MM-DD)", what, s);
+    return folioctl_put_str(params, key, what, s);
+}
+
+/* Explain a refused amount; the currency's decimals only once they are known. */
+static bool folioctl_amount_error(const struct folioctl *ctl, const char *what, const char *s,
+                                  enum fmt_status st)
+{
+    char limit[FMT_MONEY_LEN];
+
+    switch (st) {
+    case FMT_DECIMALS:
+        if (!ctl->currency_known)
+            return folioctl_bad("%s '%s': too many decimals", what, s);
+        if (ctl->minor_units == 0)
+            return folioctl_bad("%s '%s': %s amounts have no decimals", what, s, ctl->currency);
+        return folioctl_bad("%s '%s': at most %u decimal%s for %s", what, s, ctl->minor_units,
+                            ctl->minor_units == 1 ? "" : "s", ctl->currency);
+    case FMT_RANGE:
+        return folioctl_bad("%s '%s' is beyond the largest amount, %s", what, s,
+                            fmt_money(limit, RPC_AMOUNT_LIMIT, ctl->minor_units));
+    default:
+        return folioctl_bad("%s '%s' is not an amount (write it like 25.50 or -5)", what, s);
+    }
+}
+
+/* An amount in major units ("25.50") as minor units. Before the currency is known only the
+ * form is checked (any number of decimals up to the maximum a currency can have). */
+static bool folioctl_parse_amount(const struct folioctl *ctl, const char *what, const char *s,
+                                  bool negative_ok, int64_t *out)
+{
+    enum fmt_status st;
+
+    if (ctl->currency_known)
+        st = fmt_parse_amount(s, ctl->minor_units, RPC_AMOUNT_LIMIT, out);
+    else
+        st = fmt_parse_amount(s, FMT_MAX_MINOR_UNITS, INT64_MAX, out);
+    if (st != FMT_OK)
+        return folioctl_amount_error(ctl, what, s, st);
+    if (!negative_ok && *out < 0)
+        return folioctl_bad("%s '%s' may not be negative", what, s);
+    return true;
+}
+
+static bool folioctl_put_amount(const struct folioctl *ctl, json_t *params, const char *key,
+                                const char *what, const char *s, bool negative_ok)
+{
+    int64_t v;
+
+    return folioctl_parse_amount(ctl, what, s, negative_ok, &v) &&
+           folioctl_put(params, key, json_integer((json_int_t)v));
+}
+
+/* Options that map one to one onto a parameter; absent options are left out. */
+enum folioctl_kind { FK_STR, FK_ID, FK_DATE, FK_AMOUNT, FK_COUNT };
+
+struct folioctl_map {
+    const char *opt;
+    const char *key;
+    enum folioctl_kind kind;
+    int64_t min, max; /* FK_COUNT */
+};
+
+static bool folioctl_put_opts(const struct folioctl *ctl, json_t *params,
+                              const struct folioctl_map *map)
+{
+    for (; map->opt != NULL; map++) {
+        const char *v = folioctl_opt(ctl, map->opt);
+        char what[64];
+        bool ok = true;
+
+        if (v == NULL)
+            continue;
+        snprintf(what, sizeof(what), "--%s", map->opt);
+        switch (map->kind) {
+        case FK_STR:
+            ok = folioctl_put_str(params, map->key, what, v);
+            break;
+        case FK_ID:
+            ok = folioctl_put_id(params, map->key, what, v);
+            break;
+        case FK_DATE:
+            ok = folioctl_put_date(params, map->key, what, v);
+            break;
+        case FK_AMOUNT:
+            ok = folioctl_put_amount(ctl, params, map->key, what, v, false);
+            break;
+        case FK_COUNT:
+            ok = folioctl_put_int(params, map->key, what, v, map->min, map->max);
+            break;
+        }
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* The target of a posting or payment: --folio ID, or --stay ID with an optional --window. */
+static bool folioctl_put_target(const struct folioctl *ctl, json_t *params)
+{
+    const char *folio = folioctl_opt(ctl, "folio"), *stay = folioctl_opt(ctl, "stay");
+    const char *window = folioctl_opt(ctl, "window");
+
+    if ((folio == NULL) == (stay == NULL))
+        return folioctl_bad("give either --folio ID or --stay ID");
+    if (folio != NULL && window != NULL)
+        return folioctl_bad("--window goes with --stay, not with --folio");
+    if (folio != NULL)
+        return folioctl_put_id(params, "folio_id", "--folio", folio);
+    return folioctl_put_id(params, "stay_id", "--stay", stay) &&
+           (window == NULL || folioctl_put_int(params, "window", "--window", window, 1, 8));
+}
+
+/* A payment method or code: the methods are lower case words, payment codes upper case. */
+static bool folioctl_put_method(json_t *params, const char *what, const char *m)
+{
+    bool upper = false;
+
+    for (const char *p = m; *p != '\0'; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            upper = true;
+    return folioctl_put_str(params, upper ? "code" : "method", what, m);
+}
+
+/* Every --pay METHOD:AMOUNT[:WINDOW] as a "payments" array. */
+static bool folioctl_put_payments(const struct folioctl *ctl, json_t *params, bool windows)
+{
+    int k = folioctl_opt_index(ctl, "pay");
+    json_t *payments = json_array();
+
+    if (payments == NULL)
+        return folioctl_bad("out of memory");
+    for (size_t i = 0; i < ctl->nargs; i++) {
+        struct fmt_payment p;
+        enum fmt_status st;
+        json_t *one;
+
+        if (ctl->args[i].opt != k)
+            continue;
+        if (ctl->currency_known)
+            st = fmt_parse_payment(ctl->args[i].value, ctl->minor_units, RPC_AMOUNT_LIMIT, &p);
+        else
+            st = fmt_parse_payment(ctl->args[i].value, FMT_MAX_MINOR_UNITS, INT64_MAX, &p);
+        if (st == FMT_SYNTAX) {
+            json_decref(payments);
+            return folioctl_bad("--pay '%s' is not METHOD:AMOUNT%s (like card:360.00%s)",
+                                ctl->args[i].value, windows ? "[:WINDOW]" : "",
+                                windows ? " or cash:20:2" : "");
+        }
+        if (st != FMT_OK || (!windows && p.window != 0)) {
+            json_decref(payments);
+            if (st == FMT_OK)
+                return folioctl_bad("--pay '%s': a group's payments go to its master folio "
+                                    "(no window)",
+                                    ctl->args[i].value);
+            return folioctl_amount_error(ctl, "--pay", ctl->args[i].value, st);
+        }
+        one = json_pack("{s:I}", "amount", (json_int_t)p.amount);
+        if (one == NULL || !folioctl_put_method(one, "--pay", p.method) ||
+            (p.window != 0 && !folioctl_put(one, "window", json_integer(p.window))) ||
+            json_array_append_new(payments, one) != 0) {
+            json_decref(payments);
+            return folioctl_bad("out of memory");
+        }
+    }
+    if (json_array_size(payments) == 0) {
+        json_decref(payments);
+        return true;
+    }
+    return folioctl_put(params, "payments", payments);
+}
+
+static bool folioctl_one_of(const char *what, const char *v, const char *const *allowed)
+{
+    char list[256] = "";
+
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        if (strcmp(v, allowed[i]) == 0)
+            return true;
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i > 0 ? ", " : "",
+                 allowed[i]);
+    }
+    return folioctl_bad("%s '%s' is not one of: %s", what, v, list);
+}
+
+/* -- builders -- */
+
+#define O_VAL(n)                                                                                   \
+    {                                                                                              \
+        n, 0, true, false                                                                          \
+    }
+#define O_FLAG(n)                                                                                  \
+    {                                                                                              \
+        n, 0, false, false                                                                         \
+    }
+#define O_MANY(n)                                                                                  \
+    {                                                                                              \
+        n, 0, true, true                                                                           \
+    }
+#define O_END                                                                                      \
+    {                                                                                              \
+        NULL, 0, false, false                                                                      \
+    }
+
+static const struct fmt_option folioctl_o_none[] = {O_END};
+static const struct fmt_option folioctl_o_property[] = {O_VAL("property"), O_END};
+
+static bool folioctl_b_property(struct folioctl *ctl, json_t *params)
+{
+    const char *p = folioctl_opt(ctl, "property");
+
+    return p == NULL || folioctl_put_str(params, "property", "--property", p);
+}
+
+static bool folioctl_b_stay_id(struct folioctl *ctl, json_t *params)
+{
+    return folioctl_put_id(params, "stay_id", "STAY_ID", folioctl_pos(ctl, 0));
+}
+
+static bool folioctl_b_folio_id(struct folioctl *ctl, json_t *params)
+{
+    return folioctl_put_id(params, "folio_id", "FOLIO_ID", folioctl_pos(ctl, 0));
+}
+
+static const struct fmt_option folioctl_o_checkin[] = {
+    O_VAL("first"),
+    O_VAL("last"),
+    O_VAL("email"),
+    O_VAL("phone"),
+    O_VAL("guest-id"),
+    O_VAL("arrival"),
+    O_VAL("departure"),
+    O_VAL("rate"),
+    O_VAL("rate-code"),
+    O_VAL("adults"),
+    O_VAL("children"),
+    O_VAL("credit-limit"),
+    O_VAL("group"),
+    O_FLAG("no-post"),
+    O_FLAG("no-master"),
+    O_VAL("share-with"),
+    O_VAL("notes"),
+    O_VAL("property"),
+    O_END,
+};
+
+static bool folioctl_b_checkin(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"guest-id", "guest_id", FK_ID, 0, 0},
+        {"arrival", "arrival", FK_DATE, 0, 0},
+        {"departure", "departure", FK_DATE, 0, 0},
+        {"rate", "rate", FK_AMOUNT, 0, 0},
+        {"rate-code", "rate_code", FK_STR, 0, 0},
+        {"adults", "adults", FK_COUNT, 1, 20},
+        {"children", "children", FK_COUNT, 0, 20},
+        {"credit-limit", "credit_limit", FK_AMOUNT, 0, 0},
+        {"group", "group", FK_STR, 0, 0},
+        {"share-with", "share_with", FK_ID, 0, 0},
+        {"notes", "notes", FK_STR, 0, 0},
+        {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+    static const char *const guest_opts[][2] = {
+        {"first", "first_name"}, {"last", "last_name"}, {"email", "email"}, {"phone", "phone"}};
+    json_t *guest;
+
+    if (folioctl_opt(ctl, "departure") == NULL)
+        return folioctl_bad("checkin needs --departure YYYY-MM-DD");
+    if (folioctl_opt(ctl, "guest-id") != NULL) {
+        for (size_t i = 0; i < sizeof(guest_opts) / sizeof(guest_opts[0]); i++)
+            if (folioctl_opt(ctl, guest_opts[i][0]) != NULL)
+                return folioctl_bad("--guest-id takes the known guest's profile: leave out "
+                                    "--%s",
+                                    guest_opts[i][0]);
+    } else {
+        if (folioctl_opt(ctl, "first") == NULL || folioctl_opt(ctl, "last") == NULL)
+            return folioctl_bad("checkin needs the guest: --first NAME --last NAME (or "
+                                "--guest-id ID)");
+        guest = json_object();
+        if (!folioctl_put(params, "guest", guest))
+            return false;
+        for (size_t i = 0; i < sizeof(guest_opts) / sizeof(guest_opts[0]); i++) {
+            const char *v = folioctl_opt(ctl, guest_opts[i][0]);
+            char what[16];
+
+            snprintf(what, sizeof(what), "--%s", guest_opts[i][0]);
+            if (v != NULL && !folioctl_put_str(guest, guest_opts[i][1], what, v))
+                return false;
+        }
+    }
+    if (folioctl_opt(ctl, "no-master") != NULL && folioctl_opt(ctl, "group") == NULL)
+        return folioctl_bad("--no-master goes with --group");
+    return folioctl_put_str(params, "room", "ROOM", folioctl_pos(ctl, 0)) &&
+           folioctl_put_opts(ctl, params, map) &&
+           (!folioctl_flag(ctl, "no-post") || folioctl_put(params, "no_post", json_true())) &&
+           (!folioctl_flag(ctl, "no-master") ||
+            folioctl_put(params, "route_to_master", json_false()));
+}
+
+static const struct fmt_option folioctl_o_stays[] = {O_VAL("view"), O_VAL("date"),
+                                                     O_VAL("property"), O_END};
+
+static bool folioctl_b_stays(struct folioctl *ctl, json_t *params)
+{
+    static const char *const views[] = {"in_house", "arrivals", "due_out", "checked_out", NULL};
+    static const struct folioctl_map map[] = {
+        {"view", "view", FK_STR, 0, 0},
+        {"date", "date", FK_DATE, 0, 0},
+        {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+    const char *view = folioctl_opt(ctl, "view");
+
+    return (view == NULL || folioctl_one_of("--view", view, views)) &&
+           folioctl_put_opts(ctl, params, map);
+}
+
+static const struct fmt_option folioctl_o_stay_update[] = {
+    O_VAL("departure"),    O_VAL("rate"),    O_VAL("rate-code"),
+    O_VAL("credit-limit"), O_VAL("no-post"), O_VAL("adults"),
+    O_VAL("children"),     O_VAL("notes"),   O_END,
+};
+
+static bool folioctl_b_stay_update(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"departure", "departure", FK_DATE, 0, 0},
+        {"rate", "rate", FK_AMOUNT, 0, 0},
+        {"rate-code", "rate_code", FK_STR, 0, 0},
+        {"adults", "adults", FK_COUNT, 1, 20},
+        {"children", "children", FK_COUNT, 0, 20},
+        {"notes", "notes", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+    const char *limit = folioctl_opt(ctl, "credit-limit"), *no_post = folioctl_opt(ctl, "no-post");
+
+    if (!folioctl_b_stay_id(ctl, params) || !folioctl_put_opts(ctl, params, map))
+        return false;
+    if (limit != NULL) {
+        if (strcmp(limit, "none") == 0) {
+            if (!folioctl_put(params, "credit_limit", json_null()))
+                return false;
+        } else if (!folioctl_put_amount(ctl, params, "credit_limit", "--credit-limit", limit,
+                                        false)) {
+            return false;
+        }
+    }
+    if (no_post != NULL) {
+        if (strcmp(no_post, "yes") != 0 && strcmp(no_post, "no") != 0)
+            return folioctl_bad("--no-post takes yes or no, not '%s'", no_post);
+        if (!folioctl_put(params, "no_post", json_boolean(strcmp(no_post, "yes") == 0)))
+            return false;
+    }
+    if (json_object_size(params) == 1)
+        return folioctl_bad("stay-update: nothing to change (give --departure, --rate, "
+                            "--credit-limit, --no-post, ...)");
+    return true;
+}
+
+static bool folioctl_b_move(struct folioctl *ctl, json_t *params)
+{
+    return folioctl_b_stay_id(ctl, params) &&
+           folioctl_put_str(params, "room", "ROOM", folioctl_pos(ctl, 1));
+}
+
+static const struct fmt_option folioctl_o_pay_many[] = {O_MANY("pay"), O_END};
+
+static bool folioctl_b_checkout(struct folioctl *ctl, json_t *params)
+{
+    return folioctl_b_stay_id(ctl, params) && folioctl_put_payments(ctl, params, true);
+}
+
+static const struct fmt_option folioctl_o_folios[] = {O_VAL("type"), O_VAL("status"), O_VAL("stay"),
+                                                      O_VAL("property"), O_END};
+
+static bool folioctl_b_folios(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"type", "type", FK_STR, 0, 0},   {"status", "status", FK_STR, 0, 0},
+        {"stay", "stay_id", FK_ID, 0, 0}, {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    return folioctl_put_opts(ctl, params, map);
+}
+
+static const struct fmt_option folioctl_o_open[] = {O_VAL("name"), O_VAL("stay"), O_VAL("property"),
+                                                    O_END};
+
+static bool folioctl_b_open(struct folioctl *ctl, json_t *params)
+{
+    static const char *const types[] = {"individual",     "non_guest", "employee", "control",
+                                        "semi_permanent", "permanent", NULL};
+    static const struct folioctl_map map[] = {
+        {"name", "name", FK_STR, 0, 0},
+        {"stay", "stay_id", FK_ID, 0, 0},
+        {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+    const char *type = folioctl_pos(ctl, 0);
+    bool individual = strcmp(type, "individual") == 0;
+
+    if (!folioctl_one_of("TYPE", type, types))
+        return false;
+    if (individual != (folioctl_opt(ctl, "stay") != NULL))
+        return folioctl_bad(individual ? "open individual needs --stay ID (the stay's next window)"
+                                       : "--stay goes with the type individual");
+    return folioctl_put_str(params, "type", "TYPE", type) && folioctl_put_opts(ctl, params, map);
+}
+
+static const struct fmt_option folioctl_o_post[] = {
+    O_VAL("folio"), O_VAL("stay"), O_VAL("window"), O_VAL("qty"),
+    O_VAL("desc"),  O_VAL("ref"),  O_END,
+};
+
+static bool folioctl_b_post(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"qty", "quantity", FK_COUNT, 1, 999},
+        {"desc", "description", FK_STR, 0, 0},
+        {"ref", "reference", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    return folioctl_put_target(ctl, params) &&
+           folioctl_put_str(params, "code", "CODE", folioctl_pos(ctl, 0)) &&
+           folioctl_put_amount(ctl, params, "amount", "AMOUNT", folioctl_pos(ctl, 1), true) &&
+           folioctl_put_opts(ctl, params, map);
+}
+
+static const struct fmt_option folioctl_o_pay[] = {
+    O_VAL("folio"), O_VAL("stay"), O_VAL("window"), O_VAL("desc"), O_VAL("ref"), O_END,
+};
+
+static bool folioctl_b_pay(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"desc", "description", FK_STR, 0, 0},
+        {"ref", "reference", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    return folioctl_put_target(ctl, params) &&
+           folioctl_put_method(params, "METHOD", folioctl_pos(ctl, 0)) &&
+           folioctl_put_amount(ctl, params, "amount", "AMOUNT", folioctl_pos(ctl, 1), true) &&
+           folioctl_put_opts(ctl, params, map);
+}
+
+static const struct fmt_option folioctl_o_reason[] = {O_VAL("reason"), O_END};
+
+static bool folioctl_b_void(struct folioctl *ctl, json_t *params)
+{
+    const char *reason = folioctl_opt(ctl, "reason");
+
+    return folioctl_put_id(params, "posting_id", "POSTING_ID", folioctl_pos(ctl, 0)) &&
+           (reason == NULL || folioctl_put_str(params, "reason", "--reason", reason));
+}
+
+static const struct fmt_option folioctl_o_adjust[] = {O_VAL("reason"), O_VAL("amount"), O_END};
+
+static bool folioctl_b_adjust(struct folioctl *ctl, json_t *params)
+{
+    const char *amount = folioctl_opt(ctl, "amount");
+
+    if (folioctl_opt(ctl, "reason") == NULL)
+        return folioctl_bad("adjust needs --reason TEXT");
+    return folioctl_b_void(ctl, params) &&
+           (amount == NULL ||
+            folioctl_put_amount(ctl, params, "amount", "--amount", amount, false));
+}
+
+static const struct fmt_option folioctl_o_transfer[] = {O_VAL("to-folio"), O_VAL("to-window"),
+                                                        O_VAL("reason"), O_END};
+
+static bool folioctl_b_transfer(struct folioctl *ctl, json_t *params)
+{
+    const char *to_folio = folioctl_opt(ctl, "to-folio"),
+               *to_window = folioctl_opt(ctl, "to-window");
+    const char *reason = folioctl_opt(ctl, "reason");
+    json_t *ids = json_array();
+
+    if (!folioctl_put(params, "posting_ids", ids))
+        return false;
+    for (size_t i = 0; i < folioctl_npos(ctl); i++) {
+        json_int_t id = 0;
+
+        if (!folioctl_parse_id("POSTING_ID", folioctl_pos(ctl, i), &id))
+            return false;
+        if (json_array_append_new(ids, json_integer(id)) != 0)
+            return folioctl_bad("out of memory");
+    }
+    if ((to_folio == NULL) == (to_window == NULL))
+        return folioctl_bad("give either --to-folio ID or --to-window W");
+    return (to_folio == NULL || folioctl_put_id(params, "to_folio_id", "--to-folio", to_folio)) &&
+           (to_window == NULL ||
+            folioctl_put_int(params, "to_window", "--to-window", to_window, 1, 8)) &&
+           (reason == NULL || folioctl_put_str(params, "reason", "--reason", reason));
+}
+
+static const struct fmt_option folioctl_o_transfer_balance[] = {O_VAL("amount"), O_VAL("reason"),
+                                                                O_END};
+
+static bool folioctl_b_transfer_balance(struct folioctl *ctl, json_t *params)
+{
+    const char *amount = folioctl_opt(ctl, "amount"), *reason = folioctl_opt(ctl, "reason");
+
+    return folioctl_put_id(params, "from_folio_id", "FROM", folioctl_pos(ctl, 0)) &&
+           folioctl_put_id(params, "to_folio_id", "TO", folioctl_pos(ctl, 1)) &&
+           (amount == NULL ||
+            folioctl_put_amount(ctl, params, "amount", "--amount", amount, false)) &&
+           (reason == NULL || folioctl_put_str(params, "reason", "--reason", reason));
+}
+
+static const struct fmt_option folioctl_o_route[] = {
+    O_VAL("code"),      O_VAL("department"), O_VAL("to-folio"),
+    O_VAL("to-window"), O_FLAG("to-master"), O_END,
+};
+
+static bool folioctl_b_route(struct folioctl *ctl, json_t *params)
+{
+    const char *code = folioctl_opt(ctl, "code"), *dept = folioctl_opt(ctl, "department");
+    const char *to_folio = folioctl_opt(ctl, "to-folio"),
+               *to_window = folioctl_opt(ctl, "to-window");
+    bool to_master = folioctl_flag(ctl, "to-master");
+
+    if ((code == NULL) == (dept == NULL))
+        return folioctl_bad("give either --code CODE or --department DEPT");
+    if ((to_folio != NULL) + (to_window != NULL) + to_master != 1)
+        return folioctl_bad("give one of --to-folio ID, --to-window W, --to-master");
+    return folioctl_b_stay_id(ctl, params) &&
+           (code == NULL || folioctl_put_str(params, "code", "--code", code)) &&
+           (dept == NULL || folioctl_put_str(params, "department", "--department", dept)) &&
+           (to_folio == NULL || folioctl_put_id(params, "to_folio_id", "--to-folio", to_folio)) &&
+           (to_window == NULL ||
+            folioctl_put_int(params, "to_window", "--to-window", to_window, 1, 8)) &&
+           (!to_master || folioctl_put(params, "to_master", json_true()));
+}
+
+static bool folioctl_b_unroute(struct folioctl *ctl, json_t *params)
+{
+    return folioctl_put_id(params, "routing_id", "RULE_ID", folioctl_pos(ctl, 0));
+}
+
+static const struct fmt_option folioctl_o_group_create[] = {
+    O_VAL("departure"), O_VAL("arrival"), O_VAL("credit-limit"), O_VAL("property"), O_END};
+
+static bool folioctl_b_group_create(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"arrival", "arrival", FK_DATE, 0, 0},
+        {"departure", "departure", FK_DATE, 0, 0},
+        {"credit-limit", "credit_limit", FK_AMOUNT, 0, 0},
+        {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    if (folioctl_opt(ctl, "departure") == NULL)
+        return folioctl_bad("group-create needs --departure YYYY-MM-DD");
+    return folioctl_put_str(params, "code", "CODE", folioctl_pos(ctl, 0)) &&
+           folioctl_put_str(params, "name", "NAME", folioctl_pos(ctl, 1)) &&
+           folioctl_put_opts(ctl, params, map);
+}
+
+static bool folioctl_b_group(struct folioctl *ctl, json_t *params)
+{
+    const char *g = folioctl_pos(ctl, 0);
+    int64_t id;
+
+    /* A number is the group's id, anything else its code. */
+    if (fmt_parse_int(g, 1, FOLIOCTL_ID_MAX, &id))
+        return folioctl_put(params, "group_id", json_integer((json_int_t)id)) &&
+               folioctl_b_property(ctl, params);
+    return folioctl_put_str(params, "code", "GROUP", g) && folioctl_b_property(ctl, params);
+}
+
+static bool folioctl_b_group_checkout(struct folioctl *ctl, json_t *params)
+{
+    return folioctl_put_id(params, "group_id", "GROUP_ID", folioctl_pos(ctl, 0)) &&
+           folioctl_put_payments(ctl, params, false);
+}
+
+static const struct fmt_option folioctl_o_statement[] = {
+    O_FLAG("html"), {"output", 'o', true, false}, O_END};
+
+static bool folioctl_b_statement(struct folioctl *ctl, json_t *params)
+{
+    return folioctl_b_folio_id(ctl, params) &&
+           folioctl_put_str(params, "format", "--html",
+                            folioctl_flag(ctl, "html") ? "html" : "text");
+}
+
+/* -- output -- */
+
+/* A member by a dotted path ("guest.last_name"), or NULL. */
+static json_t *folioctl_get(const json_t *obj, const char *path)
+{
+    char key[64];
+    const char *dot;
+
+    while (obj != NULL && (dot = strchr(path, '.')) != NULL) {
+        size_t n = (size_t)(dot - path);
+
+        if (n >= sizeof(key))
+            return NULL;
+        memcpy(key, path, n);
+        key[n] = '\0';
+        obj = json_object_get(obj, key);
+        path = dot + 1;
+    }
+    return obj != NULL ? json_object_get(obj, path) : NULL;
+}
+
+/* A scalar for a person: strings as they are, numbers, yes/no, and "" for null or absent.
+ * Writes into buf (len bytes) and returns it; control characters are replaced when the text
+ * is printed (fmt_table_add, folioctl_kv_put). */
+static const char *folioctl_text(const json_t *obj, const char *path, char *buf, size_t len)
+{
+    const json_t *v = folioctl_get(obj, path);
+
+    if (json_is_string(v))
+        snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_boolean(v))
+        snprintf(buf, len, "%s", json_is_true(v) ? "yes" : "no");
+    else if (v != NULL && !json_is_null(v)) {
+        char *raw = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+        snprintf(buf, len, "%s", raw != NULL ? raw : "?");
+        free(raw);
+    } else
+        buf[0] = '\0';
+    return buf;
+}
+
+/* An amount member as money ("11.66"); "" when absent or null. buf: FMT_MONEY_LEN bytes. */
+static const char *folioctl_money(const struct folioctl *ctl, const json_t *obj, const char *path,
+                                  char *buf)
+{
+    const json_t *v = folioctl_get(obj, path);
+
+    if (json_is_integer(v))
+        return fmt_money(buf, (int64_t)json_integer_value(v), ctl->minor_units);
+    return folioctl_text(obj, path, buf, FMT_MONEY_LEN);
+}
+
+/* The first of several names a member may have, or NULL. */
+static const char *folioctl_first(const json_t *obj, const char *const *paths)
+{
+    for (; *paths != NULL; paths++) {
+        const json_t *v = folioctl_get(obj, *paths);
+
+        if (v != NULL && !json_is_null(v))
+            return *paths;
+    }
+    return paths[-1];
+}
+
+/* "Ada Lovelace" from a guest object or a stay's guest_name; "" when there is none. */
+static const char *folioctl_guest_name(const json_t *obj, char *buf, size_t len)
+{
+    const json_t *g =
+        json_is_object(json_object_get(obj, "guest")) ? json_object_get(obj, "guest") : obj;
+    const char *first = json_string_value(json_object_get(g, "first_name"));
+    const char *last = json_string_value(json_object_get(g, "last_name"));
+
+    if (json_is_string(json_object_get(obj, "guest")))
+        folioctl_text(obj, "guest", buf, len);
+    else if (first != NULL || last != NULL)
+        snprintf(buf, len, "%s%s%s", first != NULL ? first : "",
+                 first != NULL && last != NULL ? " " : "", last != NULL ? last : "");
+    else
+        folioctl_text(obj,
+                      json_is_string(json_object_get(obj, "guest_name")) ? "guest_name" : "name",
+                      buf, len);
+    return buf;
+}
+
+/* Sticky-error key/value lines (folioctl_kv_print aligns them). */
+static void folioctl_kv_put(struct folioctl_kv *kv, const char *key, const char *value)
+{
+    if (!kv->failed &&
+        !folioctl_kv_add(kv, key, fmt_sanitize(value != NULL && value[0] != '\0' ? value : "-")))
+        kv->failed = true;
+}
+
+__attribute__((format(printf, 3, 4))) static void
+folioctl_kv_putf(struct folioctl_kv *kv, const char *key, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    folioctl_kv_put(kv, key, buf);
+}
+
+/* Print and free kv; an exit status. */
+static int folioctl_kv_done(struct folioctl_kv *kv)
+{
+    bool ok = !kv->failed;
+
+    if (ok)
+        folioctl_kv_print(kv);
+    folioctl_kv_free(kv);
+    memset(kv, 0, sizeof(*kv));
+    if (!ok) {
+        folioctl_err("out of memory printing the result");
+        return FOLIOCTL_EXIT_CONN;
+    }
+    return FOLIOCTL_EXIT_OK;
+}
+
+/* Print and free a table; an exit status. A title line goes above it when given. */
+static int folioctl_table_done(struct fmt_table *t, const char *title)
+{
+    bool ok;
+
+    if (title != NULL)
+        printf(title[0] != '\0' ? "\n%s\n" : "\n", title);
+    ok = fmt_table_print(t, stdout);
+    fmt_table_free(t);
+    if (!ok) {
+        folioctl_err("out of memory printing the result");
+        return FOLIOCTL_EXIT_CONN;
+    }
+    return FOLIOCTL_EXIT_OK;
+}
+
+static struct fmt_table *folioctl_table(const struct fmt_column *cols, size_t n)
+{
+    struct fmt_table *t = fmt_table_new(cols, n);
+
+    if (t == NULL)
+        folioctl_err("out of memory printing the result");
+    return t;
+}
+
+#define FOLIOCTL_NCOLS(cols) (sizeof(cols) / sizeof((cols)[0]))
+
+/* Postings: id, date, code, description, qty, amount, type (and what a line refers to). */
+static int folioctl_show_postings(const struct folioctl *ctl, const json_t *postings,
+                                  const char *title)
+{
+    static const struct fmt_column cols[] = {
+        {"id", FMT_RIGHT},         {"date", FMT_LEFT}, {"code", FMT_LEFT},
+        {"description", FMT_LEFT}, {"qty", FMT_RIGHT}, {"amount", FMT_RIGHT},
+        {"type", FMT_LEFT},        {"ref", FMT_LEFT},  {"note", FMT_LEFT},
+    };
+    static const char *const date_keys[] = {"business_date", "date", NULL};
+    struct fmt_table *t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    size_t i;
+    json_t *p;
+
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (postings, i, p) {
+        char buf[512], money[FMT_MONEY_LEN], note[128] = "";
+        const json_t *v;
+
+        fmt_table_add(t, folioctl_text(p, "id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(p, folioctl_first(p, date_keys), buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(p, "code", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(p, "description", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(p, "quantity", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, p, "amount", money));
+        fmt_table_add(t, folioctl_text(p, "type", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(p, "reference", buf, sizeof(buf)));
+        /* The links that make a line traceable: what it voids, adjusts or belongs to. */
+        if (json_is_integer(v = json_object_get(p, "void_of")))
+            snprintf(note, sizeof(note), "voids %" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_integer(v = json_object_get(p, "adjusts")))
+            snprintf(note, sizeof(note), "adjusts %" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_integer(v = json_object_get(p, "parent_id")))
+            snprintf(note, sizeof(note), "on %" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_integer(v = json_object_get(p, "transfer_id")))
+            snprintf(note, sizeof(note), "transfer %" JSON_INTEGER_FORMAT, json_integer_value(v));
+        if (json_is_integer(v = json_object_get(p, "routed_from_folio_id")))
+            snprintf(note + strlen(note), sizeof(note) - strlen(note),
+                     "%sfrom folio %" JSON_INTEGER_FORMAT, note[0] != '\0' ? ", " : "",
+                     json_integer_value(v));
+        if (json_is_integer(v = json_object_get(p, "voided_by")))
+            snprintf(note + strlen(note), sizeof(note) - strlen(note),
+                     "%svoided by %" JSON_INTEGER_FORMAT, note[0] != '\0' ? ", " : "",
+                     json_integer_value(v));
+        if (json_is_integer(v = json_object_get(p, "transferred_by")))
+            snprintf(note + strlen(note), sizeof(note) - strlen(note),
+                     "%smoved by transfer %" JSON_INTEGER_FORMAT, note[0] != '\0' ? ", " : "",
+                     json_integer_value(v));
+        fmt_table_add(t, note);
+    }
+    if (json_array_size(postings) == 0) {
+        fmt_table_free(t);
+        if (title != NULL)
+            printf(title[0] != '\0' ? "\n%s\n" : "\n", title);
+        printf("(no postings)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    return folioctl_table_done(t, title);
+}
+
+/* A stay's folio windows. */
+static int folioctl_show_windows(const struct folioctl *ctl, const json_t *folios)
+{
+    static const struct fmt_column cols[] = {
+        {"window", FMT_RIGHT}, {"folio", FMT_RIGHT},   {"number", FMT_LEFT},
+        {"status", FMT_LEFT},  {"balance", FMT_RIGHT},
+    };
+    struct fmt_table *t;
+    size_t i;
+    json_t *f;
+
+    if (json_array_size(folios) == 0)
+        return FOLIOCTL_EXIT_OK;
+    t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (folios, i, f) {
+        char buf[256], money[FMT_MONEY_LEN];
+
+        fmt_table_add(t, folioctl_text(f, "window", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(f, "id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(f, "number", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(f, "status", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, f, "balance", money));
+    }
+    return folioctl_table_done(t, NULL);
+}
+
+/* "code FOOD" / "department food", and where they go: "window 2 (F000041)", "group master
+ * (F000050)", "folio F000060 (id 60)". */
+static void folioctl_route_text(const json_t *r, char *what, size_t wlen, char *to, size_t tlen)
+{
+    char buf[128], number[64], id[32];
+    const char *target = json_string_value(json_object_get(r, "target"));
+
+    if (json_is_string(json_object_get(r, "code")))
+        snprintf(what, wlen, "code %s", folioctl_text(r, "code", buf, sizeof(buf)));
+    else
+        snprintf(what, wlen, "department %s", folioctl_text(r, "department", buf, sizeof(buf)));
+    folioctl_text(r, "to_folio_number", number, sizeof(number));
+    folioctl_text(r, "to_folio_id", id, sizeof(id));
+    if (target != NULL && strcmp(target, "master") == 0)
+        snprintf(to, tlen, "group master (%s)", number);
+    else if (json_is_integer(json_object_get(r, "to_window")))
+        snprintf(to, tlen, "window %s (%s)", folioctl_text(r, "to_window", buf, sizeof(buf)),
+                 number);
+    else
+        snprintf(to, tlen, "folio %s (id %s)", number, id);
+    if (json_is_string(json_object_get(r, "to_folio_status")) &&
+        strcmp(json_string_value(json_object_get(r, "to_folio_status")), "open") != 0)
+        snprintf(to + strlen(to), tlen - strlen(to), ", %s",
+                 json_string_value(json_object_get(r, "to_folio_status")));
+}
+
+static int folioctl_show_route_table(const json_t *rules)
+{
+    static const struct fmt_column cols[] = {
+        {"rule", FMT_RIGHT}, {"charges", FMT_LEFT}, {"go to", FMT_LEFT}};
+    struct fmt_table *t;
+    size_t i;
+    json_t *r;
+
+    t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (rules, i, r) {
+        char buf[64], what[128], to[128];
+
+        folioctl_route_text(r, what, sizeof(what), to, sizeof(to));
+        fmt_table_add(t, folioctl_text(r, json_object_get(r, "routing_id") ? "routing_id" : "id",
+                                       buf, sizeof(buf)));
+        fmt_table_add(t, what);
+        fmt_table_add(t, to);
+    }
+    return folioctl_table_done(t, NULL);
+}
+
+static int folioctl_show_stay(struct folioctl *ctl, const json_t *stay)
+{
+    struct folioctl_kv kv = {0};
+    char buf[512], buf2[256], money[FMT_MONEY_LEN];
+    const json_t *routes = json_object_get(stay, "routing");
+    int rc;
+
+    if (!json_is_array(routes))
+        routes = json_object_get(stay, "routes");
+    if (!json_is_array(routes))
+        routes = json_object_get(stay, "routing_rules");
+    folioctl_kv_putf(&kv, "stay", "%s (id %s)", folioctl_text(stay, "number", buf, sizeof(buf)),
+                     folioctl_text(stay, "id", buf2, sizeof(buf2)));
+    folioctl_kv_put(&kv, "status", folioctl_text(stay, "status", buf, sizeof(buf)));
+    folioctl_kv_put(&kv, "room", folioctl_text(stay, "room", buf, sizeof(buf)));
+    folioctl_guest_name(stay, buf, sizeof(buf));
+    if (json_is_integer(folioctl_get(stay, "guest.id")))
+        folioctl_kv_putf(&kv, "guest", "%s (guest id %s)", buf,
+                         folioctl_text(stay, "guest.id", buf2, sizeof(buf2)));
+    else
+        folioctl_kv_put(&kv, "guest", buf);
+    folioctl_kv_put(&kv, "arrival", folioctl_text(stay, "arrival", buf, sizeof(buf)));
+    folioctl_kv_put(&kv, "departure", folioctl_text(stay, "departure", buf, sizeof(buf)));
+    folioctl_kv_putf(&kv, "guests", "%s adult(s), %s child(ren)",
+                     folioctl_text(stay, "adults", buf, sizeof(buf)),
+                     folioctl_text(stay, "children", buf2, sizeof(buf2)));
+    folioctl_kv_putf(&kv, "rate", "%s %s", folioctl_money(ctl, stay, "rate", money),
+                     folioctl_text(stay, "rate_code", buf, sizeof(buf)));
+    folioctl_kv_put(&kv, "credit limit",
+                    json_is_integer(json_object_get(stay, "credit_limit"))
+                        ? folioctl_money(ctl, stay, "credit_limit", money)
+                        : "none");
+    folioctl_kv_put(&kv, "no post", folioctl_text(stay, "no_post", buf, sizeof(buf)));
+    if (json_is_object(json_object_get(stay, "group")))
+        folioctl_kv_putf(&kv, "group", "%s (id %s)",
+                         folioctl_text(stay, "group.code", buf, sizeof(buf)),
+                         folioctl_text(stay, "group.id", buf2, sizeof(buf2)));
+    else if (json_object_get(stay, "group") != NULL)
+        folioctl_kv_put(&kv, "group", folioctl_text(stay, "group", buf, sizeof(buf)));
+    if (json_is_string(json_object_get(stay, "checked_out_at")))
+        folioctl_kv_put(&kv, "checked out",
+                        folioctl_text(stay, "checked_out_at", buf, sizeof(buf)));
+    folioctl_kv_putf(&kv, "balance", "%s%s", folioctl_money(ctl, stay, "balance", money),
+                     ctl->cur_suffix);
+    rc = folioctl_kv_done(&kv);
+    if (rc == FOLIOCTL_EXIT_OK && json_array_size(json_object_get(stay, "folios")) > 0) {
+        putchar('\n');
+        rc = folioctl_show_windows(ctl, json_object_get(stay, "folios"));
+    }
+    if (rc == FOLIOCTL_EXIT_OK && json_array_size(routes) > 0) {
+        printf("\nrouting\n");
+        rc = folioctl_show_route_table(routes);
+    }
+    if (rc == FOLIOCTL_EXIT_OK && json_array_size(json_object_get(stay, "payments")) > 0)
+        rc = folioctl_show_postings(ctl, json_object_get(stay, "payments"), "payments");
+    return rc;
+}
+
+static int folioctl_s_stay(struct folioctl *ctl, const json_t *result)
+{
+    return folioctl_show_stay(ctl, result);
+}
+
+static int folioctl_s_stays(struct folioctl *ctl, const json_t *result)
+{
+    static const struct fmt_column cols[] = {
+        {"id", FMT_RIGHT},    {"number", FMT_LEFT},  {"room", FMT_LEFT},
+        {"guest", FMT_LEFT},  {"arrival", FMT_LEFT}, {"departure", FMT_LEFT},
+        {"status", FMT_LEFT}, {"group", FMT_LEFT},   {"balance", FMT_RIGHT},
+    };
+    const json_t *items = json_object_get(result, "items");
+    struct fmt_table *t;
+    size_t i;
+    json_t *s;
+
+    if (json_array_size(items) == 0) {
+        printf("(no stays)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (items, i, s) {
+        char buf[256], money[FMT_MONEY_LEN];
+
+        fmt_table_add(t, folioctl_text(s, "id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(s, "number", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(s, "room", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_guest_name(s, buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(s, "arrival", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(s, "departure", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(s, "status", buf, sizeof(buf)));
+        fmt_table_add(
+            t,
+            folioctl_text(s, json_is_object(json_object_get(s, "group")) ? "group.code" : "group",
+                          buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, s, "balance", money));
+    }
+    if (folioctl_table_done(t, NULL) != FOLIOCTL_EXIT_OK)
+        return FOLIOCTL_EXIT_CONN;
+    printf("(%zu stay%s)\n", json_array_size(items), json_array_size(items) == 1 ? "" : "s");
+    return FOLIOCTL_EXIT_OK;
+}
+
+/* The lines that say which folio this is. */
+static void folioctl_folio_head(const struct folioctl *ctl, struct folioctl_kv *kv, const json_t *f)
+{
+    char buf[512], buf2[256], buf3[64], money[FMT_MONEY_LEN];
+
+    folioctl_kv_putf(kv, "folio", "%s (id %s)", folioctl_text(f, "number", buf, sizeof(buf)),
+                     folioctl_text(f, "id", buf2, sizeof(buf2)));
+    folioctl_kv_put(kv, "type", folioctl_text(f, "type", buf, sizeof(buf)));
+    folioctl_kv_put(kv, "status", folioctl_text(f, "status", buf, sizeof(buf)));
+    if (json_is_string(json_object_get(f, "name")))
+        folioctl_kv_put(kv, "name", folioctl_text(f, "name", buf, sizeof(buf)));
+    if (json_is_integer(json_object_get(f, "stay_id")) &&
+        json_is_string(json_object_get(f, "stay_number")))
+        folioctl_kv_putf(kv, "stay", "%s (id %s), window %s",
+                         folioctl_text(f, "stay_number", buf, sizeof(buf)),
+                         folioctl_text(f, "stay_id", buf2, sizeof(buf2)),
+                         folioctl_text(f, "window", buf3, sizeof(buf3)));
+    else if (json_is_integer(json_object_get(f, "stay_id")))
+        folioctl_kv_putf(kv, "stay", "%s, window %s", folioctl_text(f, "stay_id", buf, sizeof(buf)),
+                         folioctl_text(f, "window", buf2, sizeof(buf2)));
+    if (json_is_string(json_object_get(f, "group")))
+        folioctl_kv_putf(kv, "group", "%s (id %s)", folioctl_text(f, "group", buf, sizeof(buf)),
+                         folioctl_text(f, "group_id", buf2, sizeof(buf2)));
+    if (json_is_string(json_object_get(f, "room")))
+        folioctl_kv_put(kv, "room", folioctl_text(f, "room", buf, sizeof(buf)));
+    if (json_is_string(json_object_get(f, "guest")))
+        folioctl_kv_put(kv, "guest", folioctl_text(f, "guest", buf, sizeof(buf)));
+    if (json_is_integer(json_object_get(f, "credit_limit")))
+        folioctl_kv_put(kv, "credit limit", folioctl_money(ctl, f, "credit_limit", money));
+    folioctl_kv_putf(kv, "balance", "%s%s", folioctl_money(ctl, f, "balance", money),
+                     ctl->cur_suffix);
+}
+
+static int folioctl_s_folio(struct folioctl *ctl, const json_t *result)
+{
+    struct folioctl_kv kv = {0};
+    char money[FMT_MONEY_LEN];
+    const json_t *totals = json_object_get(result, "totals");
+    int rc;
+
+    folioctl_folio_head(ctl, &kv, result);
+    rc = folioctl_kv_done(&kv);
+    if (rc == FOLIOCTL_EXIT_OK)
+        rc = folioctl_show_postings(ctl, json_object_get(result, "postings"), "");
+    if (rc != FOLIOCTL_EXIT_OK)
+        return rc;
+    putchar('\n');
+    if (json_is_object(totals)) {
+        folioctl_kv_put(&kv, "charges", folioctl_money(ctl, totals, "charges", money));
+        folioctl_kv_put(&kv, "credits", folioctl_money(ctl, totals, "credits", money));
+    }
+    folioctl_kv_putf(&kv, "balance", "%s%s", folioctl_money(ctl, result, "balance", money),
+                     ctl->cur_suffix);
+    return folioctl_kv_done(&kv);
+}
+
+static int folioctl_s_folio_summary(struct folioctl *ctl, const json_t *result)
+{
+    struct folioctl_kv kv = {0};
+    const json_t *f = json_is_object(json_object_get(result, "folio"))
+                          ? json_object_get(result, "folio")
+                          : result;
+
+    folioctl_folio_head(ctl, &kv, f);
+    return folioctl_kv_done(&kv);
+}
+
+static int folioctl_s_folios(struct folioctl *ctl, const json_t *result)
+{
+    static const struct fmt_column cols[] = {
+        {"id", FMT_RIGHT},   {"number", FMT_LEFT},  {"type", FMT_LEFT}, {"status", FMT_LEFT},
+        {"stay", FMT_RIGHT}, {"window", FMT_RIGHT}, {"name", FMT_LEFT}, {"balance", FMT_RIGHT},
+    };
+    const json_t *items = json_object_get(result, "items");
+    struct fmt_table *t;
+    size_t i;
+    json_t *f;
+
+    if (json_array_size(items) == 0) {
+        printf("(no folios)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (items, i, f) {
+        char buf[256], money[FMT_MONEY_LEN];
+
+        fmt_table_add(t, folioctl_text(f, "id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(f, "number", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(f, "type", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(f, "status", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(f, "stay_id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(f, "window", buf, sizeof(buf)));
+        if (json_is_string(json_object_get(f, "name")))
+            fmt_table_add(t, folioctl_text(f, "name", buf, sizeof(buf)));
+        else
+            fmt_table_add(t, folioctl_guest_name(f, buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, f, "balance", money));
+    }
+    if (folioctl_table_done(t, NULL) != FOLIOCTL_EXIT_OK)
+        return FOLIOCTL_EXIT_CONN;
+    printf("(%zu folio%s)\n", json_array_size(items), json_array_size(items) == 1 ? "" : "s");
+    return FOLIOCTL_EXIT_OK;
+}
+
+/* The answer of post, pay, void and adjust: the lines written, then where they went. */
+static int folioctl_s_posted(struct folioctl *ctl, const json_t *result)
+{
+    static const char *const lists[] = {"postings", "voids", "adjustments", NULL};
+    const json_t *lines = NULL, *folio = json_object_get(result, "folio");
+    char buf[128], money[FMT_MONEY_LEN];
+    int rc;
+
+    for (size_t i = 0; lists[i] != NULL && lines == NULL; i++)
+        if (json_is_array(json_object_get(result, lists[i])))
+            lines = json_object_get(result, lists[i]);
+    if (lines == NULL && json_is_object(json_object_get(result, "posting"))) {
+        /* one line only */
+        json_t *one = json_pack("[O]", json_object_get(result, "posting"));
+
+        rc = one != NULL ? folioctl_show_postings(ctl, one, NULL) : FOLIOCTL_EXIT_CONN;
+        json_decref(one);
+    } else {
+        rc = folioctl_show_postings(ctl, lines, NULL);
+    }
+    if (rc != FOLIOCTL_EXIT_OK)
+        return rc;
+    if (json_is_integer(json_object_get(result, "total")))
+        printf("total:   %s\n", folioctl_money(ctl, result, "total", money));
+    if (json_is_object(folio))
+        printf("folio %s balance: %s%s\n",
+               folioctl_text(folio,
+                             json_is_string(json_object_get(folio, "number")) ? "number" : "id",
+                             buf, sizeof(buf)),
+               folioctl_money(ctl, folio, "balance", money), ctl->cur_suffix);
+    if (json_is_true(json_object_get(result, "routed")))
+        printf("(routed by the stay's routing instructions)\n");
+    if (json_is_integer(json_object_get(result, "left")))
+        printf("left to adjust on the posting: %s\n", folioctl_money(ctl, result, "left", money));
+    return FOLIOCTL_EXIT_OK;
+}
+
+static void folioctl_side(const struct folioctl *ctl, const json_t *side, char *out, size_t len)
+{
+    char buf[64], money[FMT_MONEY_LEN];
+
+    if (json_is_object(side))
+        snprintf(out, len, "folio %s (balance %s)",
+                 folioctl_text(side,
+                               json_is_string(json_object_get(side, "number")) ? "number" : "id",
+                               buf, sizeof(buf)),
+                 folioctl_money(ctl, side, "balance", money));
+    else
+        snprintf(out, len, "folio ?");
+}
+
+static int folioctl_s_transfer(struct folioctl *ctl, const json_t *result)
+{
+    char buf[64], money[FMT_MONEY_LEN], from[160], to[160];
+
+    folioctl_side(ctl, json_object_get(result, "from"), from, sizeof(from));
+    folioctl_side(ctl, json_object_get(result, "to"), to, sizeof(to));
+    printf("transfer %s: %s%s from %s to %s\n",
+           folioctl_text(result, "transfer_id", buf, sizeof(buf)),
+           folioctl_money(ctl, result, "amount", money), ctl->cur_suffix, from, to);
+    return FOLIOCTL_EXIT_OK;
+}
+
+static int folioctl_s_route(struct folioctl *ctl, const json_t *result)
+{
+    char id[32], stay[32], what[128], to[128];
+    const json_t *rule =
+        json_is_object(json_object_get(result, "rule")) ? json_object_get(result, "rule") : result;
+
+    (void)ctl;
+    folioctl_route_text(rule, what, sizeof(what), to, sizeof(to));
+    printf("routing rule %s for stay %s: %s -> %s\n",
+           folioctl_text(rule, json_object_get(rule, "routing_id") ? "routing_id" : "id", id,
+                         sizeof(id)),
+           folioctl_text(rule, "stay_id", stay, sizeof(stay)), what, to);
+    return FOLIOCTL_EXIT_OK;
+}
+
+static int folioctl_s_unroute(struct folioctl *ctl, const json_t *result)
+{
+    char what[128], to[128];
+
+    folioctl_route_text(result, what, sizeof(what), to, sizeof(to));
+    printf("routing rule %s cleared (%s went to %s)\n", folioctl_pos(ctl, 0), what, to);
+    return FOLIOCTL_EXIT_OK;
+}
+
+static int folioctl_s_routes(struct folioctl *ctl, const json_t *result)
+{
+    const json_t *items = json_object_get(result, "items");
+
+    (void)ctl;
+    if (json_array_size(items) == 0) {
+        printf("(no routing rules)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    return folioctl_show_route_table(items);
+}
+
+static int folioctl_s_group(struct folioctl *ctl, const json_t *result)
+{
+    static const struct fmt_column cols[] = {
+        {"stay", FMT_RIGHT}, {"number", FMT_LEFT}, {"room", FMT_LEFT},
+        {"guest", FMT_LEFT}, {"status", FMT_LEFT}, {"balance", FMT_RIGHT},
+    };
+    struct folioctl_kv kv = {0};
+    char buf[512], buf2[256], buf3[64], money[FMT_MONEY_LEN];
+    const json_t *g = json_is_object(json_object_get(result, "group"))
+                          ? json_object_get(result, "group")
+                          : result;
+    const json_t *master = json_object_get(result, "master_folio");
+    const json_t *members = json_object_get(result, "members");
+    struct fmt_table *t;
+    size_t i;
+    json_t *m;
+    int rc;
+
+    if (!json_is_object(master))
+        master = json_object_get(result, "master");
+    folioctl_kv_putf(&kv, "group", "%s (id %s)", folioctl_text(g, "code", buf, sizeof(buf)),
+                     folioctl_text(g, "id", buf2, sizeof(buf2)));
+    folioctl_kv_put(&kv, "name", folioctl_text(g, "name", buf, sizeof(buf)));
+    folioctl_kv_put(&kv, "status", folioctl_text(g, "status", buf, sizeof(buf)));
+    folioctl_kv_put(&kv, "arrival", folioctl_text(g, "arrival", buf, sizeof(buf)));
+    folioctl_kv_put(&kv, "departure", folioctl_text(g, "departure", buf, sizeof(buf)));
+    if (json_is_integer(json_object_get(g, "credit_limit")))
+        folioctl_kv_put(&kv, "credit limit", folioctl_money(ctl, g, "credit_limit", money));
+    if (json_is_object(master))
+        folioctl_kv_putf(&kv, "master folio", "%s (id %s), %s, balance %s%s",
+                         folioctl_text(master, "number", buf, sizeof(buf)),
+                         folioctl_text(master, "id", buf2, sizeof(buf2)),
+                         folioctl_text(master, "status", buf3, sizeof(buf3)),
+                         folioctl_money(ctl, master, "balance", money), ctl->cur_suffix);
+    rc = folioctl_kv_done(&kv);
+    if (rc != FOLIOCTL_EXIT_OK || !json_is_array(members))
+        return rc;
+    if (json_array_size(members) == 0) {
+        printf("\n(no members)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (members, i, m) {
+        fmt_table_add(t, folioctl_text(m, json_object_get(m, "stay_id") ? "stay_id" : "id", buf,
+                                       sizeof(buf)));
+        fmt_table_add(t, folioctl_text(m, "number", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(m, "room", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_guest_name(m, buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(m, "status", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, m, "balance", money));
+    }
+    return folioctl_table_done(t, "");
+}
+
+static int folioctl_s_group_checkout(struct folioctl *ctl, const json_t *result)
+{
+    static const struct fmt_column cols[] = {
+        {"stay", FMT_RIGHT}, {"number", FMT_LEFT}, {"room", FMT_LEFT}, {"balance", FMT_RIGHT}};
+    const json_t *done = json_object_get(result, "checked_out");
+    const json_t *left = json_object_get(result, "not_checked_out");
+    const json_t *master = json_object_get(result, "master");
+    char buf[64], status[32], money[FMT_MONEY_LEN];
+    struct fmt_table *t;
+    size_t i;
+    json_t *v;
+
+    printf("checked out: ");
+    if (json_array_size(done) == 0)
+        printf("none");
+    json_array_foreach (done, i, v) {
+        if (json_is_integer(v))
+            printf("%s%" JSON_INTEGER_FORMAT, i > 0 ? ", " : "", json_integer_value(v));
+        else
+            printf("%s%s", i > 0 ? ", " : "", folioctl_text(v, "stay_id", buf, sizeof(buf)));
+    }
+    putchar('\n');
+    if (json_is_object(master))
+        printf("master folio %s: %s, balance %s%s\n",
+               folioctl_text(master,
+                             json_is_string(json_object_get(master, "number")) ? "number" : "id",
+                             buf, sizeof(buf)),
+               folioctl_text(master, "status", status, sizeof(status)),
+               folioctl_money(ctl, master, "balance", money), ctl->cur_suffix);
+    if (json_array_size(left) == 0)
+        return FOLIOCTL_EXIT_OK;
+    t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (left, i, v) {
+        fmt_table_add(t, folioctl_text(v, "stay_id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(v, "number", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(v, "room", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, v, "balance", money));
+    }
+    return folioctl_table_done(t, "not checked out (folios not settled):");
+}
+
+/* Write the statement to -o FILE (or standard output). Server text that goes to a terminal
+ * keeps its line ends and tabs but loses other control characters. */
+static int folioctl_s_statement(struct folioctl *ctl, const json_t *result)
+{
+    const char *content = json_string_value(json_object_get(result, "content"));
+    const char *path = folioctl_opt(ctl, "output");
+    size_t len;
+    FILE *f;
+
+    if (content == NULL) {
+        folioctl_err("the server's statement has no content");
+        return FOLIOCTL_EXIT_CONN;
+    }
+    len = strlen(content);
+    if (path == NULL || strcmp(path, "-") == 0) {
+        bool tty = isatty(STDOUT_FILENO);
+
+        for (const unsigned char *p = (const unsigned char *)content; *p != '\0'; p++)
+            putchar(tty && ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f) ? '?' : *p);
+        if (len > 0 && content[len - 1] != '\n')
+            putchar('\n');
+        return FOLIOCTL_EXIT_OK;
+    }
+    f = fopen(path, "w");
+    if (f == NULL) {
+        folioctl_err("cannot write %s: %s", path, strerror(errno));
+        return FOLIOCTL_EXIT_USAGE;
+    }
+    if (fwrite(content, 1, len, f) != len || ferror(f)) {
+        folioctl_err("cannot write %s: %s", path, strerror(errno));
+        fclose(f);
+        return FOLIOCTL_EXIT_USAGE;
+    }
+    if (fclose(f) != 0) {
+        folioctl_err("cannot write %s: %s", path, strerror(errno));
+        return FOLIOCTL_EXIT_USAGE;
+    }
+    if (!ctl->json)
+        printf("statement of folio %s (%s, %zu bytes) written to %s\n", folioctl_pos(ctl, 0),
+               folioctl_flag(ctl, "html") ? "HTML" : "text", len, path);
+    return FOLIOCTL_EXIT_OK;
+}
+
+static int folioctl_s_close_day(struct folioctl *ctl, const json_t *result)
+{
+    char closed[32], open[32];
+
+    (void)ctl;
+    printf("business date %s closed; the business date is now %s\n",
+           folioctl_text(result, "closed", closed, sizeof(closed)),
+           folioctl_text(result, "business_date", open, sizeof(open)));
+    return FOLIOCTL_EXIT_OK;
+}
+
+/* Warnings in an answer (a deposit to collect) go to stderr, in --json mode too. */
+static void folioctl_warnings(const struct folioctl *ctl, const json_t *result)
+{
+    const json_t *warnings = json_object_get(result, "warnings");
+    size_t i;
+    json_t *w;
+
+    json_array_foreach (warnings, i, w) {
+        const char *reason = json_string_value(w);
+        const char *message = NULL;
+        const json_t *data = json_object_get(result, "data");
+        char limit[FMT_MONEY_LEN], balance[FMT_MONEY_LEN];
+        char *safe;
+
+        if (json_is_object(w)) {
+            reason = json_string_value(json_object_get(w, "reason"));
+            if (reason == NULL)
+                reason = json_string_value(json_object_get(w, "code"));
+            message = json_string_value(json_object_get(w, "message"));
+            if (json_is_object(json_object_get(w, "data")))
+                data = json_object_get(w, "data");
+            else
+                data = w;
+        }
+        safe = fmt_sanitize(reason != NULL ? reason : "warning");
+        if (safe == NULL)
+            return;
+        if (strcmp(safe, "deposit_required") == 0 &&
+            json_is_integer(json_object_get(data, "balance"))) {
+            folioctl_money(ctl, data, "balance", balance);
+            if (json_is_integer(json_object_get(data, "credit_limit")))
+                folioctl_err("warning: deposit required: the balance %s%s is over the credit "
+                             "limit of %s; collect a deposit or raise the limit",
+                             balance, ctl->cur_suffix,
+                             folioctl_money(ctl, data, "credit_limit", limit));
+            else
+                folioctl_err("warning: deposit required: the balance is %s%s; collect a deposit",
+                             balance, ctl->cur_suffix);
+        } else if (strcmp(safe, "deposit_required") == 0) {
+            folioctl_err("warning: deposit required: the balance is over the credit limit; "
+                         "collect a deposit or raise the limit");
+        } else {
+            char *m = message != NULL ? fmt_sanitize(message) : NULL;
+
+            folioctl_err("warning: %s%s%s", safe, m != NULL ? ": " : "", m != NULL ? m : "");
+            free(m);
+        }
+        free(safe);
+    }
+}
+
+/* An error's details worth a line each: the windows that keep a checkout from closing. */
+static void folioctl_error_details(const struct folioctl *ctl, const json_t *data)
+{
+    const json_t *windows = json_object_get(data, "windows");
+    size_t i;
+    json_t *w;
+
+    json_array_foreach (windows, i, w) {
+        char win[32], folio[32], money[FMT_MONEY_LEN];
+
+        fprintf(stderr, "  window %s (folio %s): balance %s%s\n",
+                folioctl_text(w, "window", win, sizeof(win)),
+                folioctl_text(w, "folio_id", folio, sizeof(folio)),
+                folioctl_money(ctl, w, "balance", money), ctl->cur_suffix);
+    }
+    if (windows == NULL && json_is_integer(json_object_get(data, "folio_id")) &&
+        json_is_integer(json_object_get(data, "balance"))) {
+        char folio[32], money[FMT_MONEY_LEN];
+
+        fprintf(stderr, "  folio %s: balance %s%s\n",
+                folioctl_text(data, "folio_id", folio, sizeof(folio)),
+                folioctl_money(ctl, data, "balance", money), ctl->cur_suffix);
+    }
+}
+
+/* The currency of the property the command is about: server.info lists the caller's
+ * properties with their minor units. Without an answer the default (2 decimals) stands. */
+static int folioctl_learn_currency(struct folioctl *ctl)
+{
+    const char *want = folioctl_opt(ctl, "property");
+    json_t *response = NULL, *props, *p, *pick = NULL;
+    const char *mine;
+    size_t i;
+
+    if (!client_call(ctl->client, "server.info", NULL, &response))
+        return folioctl_transport_error(ctl);
+    props = json_object_get(client_response_result(response), "properties");
+    mine = json_string_value(folioctl_get(client_response_result(response), "identity.property"));
+    json_array_foreach (props, i, p) {
+        const char *code = json_string_value(json_object_get(p, "code"));
+
+        if (code != NULL && want != NULL && strcmp(code, want) == 0)
+            pick = p;
+        else if (code != NULL && want == NULL && mine != NULL && strcmp(code, mine) == 0)
+            pick = p;
+    }
+    if (pick == NULL && want == NULL && json_array_size(props) == 1)
+        pick = json_array_get(props, 0);
+    if (pick != NULL) {
+        json_int_t mu = json_integer_value(json_object_get(pick, "minor_units"));
+        const char *cur = json_string_value(json_object_get(pick, "currency"));
+
+        if (json_is_integer(json_object_get(pick, "minor_units")) && mu >= 0 &&
+            mu <= FMT_MAX_MINOR_UNITS)
+            ctl->minor_units = (unsigned)mu;
+        if (cur != NULL && strlen(cur) < sizeof(ctl->currency)) {
+            snprintf(ctl->currency, sizeof(ctl->currency), "%s", cur);
+            snprintf(ctl->cur_suffix, sizeof(ctl->cur_suffix), " %s", cur);
+        }
+    }
+    json_decref(response);
+    ctl->currency_known = true;
+    return FOLIOCTL_EXIT_OK;
+}
+
+/* Build the params: false after a usage error was printed. *params is a new reference. */
+static bool folioctl_build(struct folioctl *ctl, json_t **params)
+{
+    *params = json_object();
+    if (*params == NULL)
+        return folioctl_bad("out of memory");
+    if (!ctl->op->build(ctl, *params)) {
+        json_decref(*params);
+        *params = NULL;
+        return false;
+    }
+    return true;
+}
+
+static int folioctl_run_op(struct folioctl *ctl)
+{
+    json_t *params, *response = NULL, *result;
+    struct client_rpc_error e;
+    int rc = folioctl_learn_currency(ctl);
+
+    if (rc != FOLIOCTL_EXIT_OK)
+        return rc;
+    if (!folioctl_build(ctl, &params))
+        return FOLIOCTL_EXIT_USAGE;
+    if (!client_call(ctl->client, ctl->op->method, params, &response)) {
+        json_decref(params);
+        return folioctl_transport_error(ctl);
+    }
+    json_decref(params);
+    result = client_response_result(response);
+    if (result == NULL) {
+        rc = folioctl_rpc_error(ctl, response);
+        if (client_response_error(response, &e))
+            folioctl_error_details(ctl, e.data);
+        json_decref(response);
+        return rc;
+    }
+    folioctl_warnings(ctl, result);
+    if (ctl->json && !(ctl->op->show == folioctl_s_statement && folioctl_opt(ctl, "output")))
+        folioctl_print_json(result, JSON_COMPACT);
+    else
+        rc = ctl->op->show(ctl, result);
+    json_decref(response);
+    return rc;
+}
+
+static const struct folioctl_op folioctl_ops[] = {
+    {"checkin", "stay.check_in", 1, 1, folioctl_o_checkin, folioctl_b_checkin, folioctl_s_stay,
+     " ROOM --first NAME --last NAME --departure DATE [--rate AMOUNT] [OPTIONS]"},
+    {"stay", "stay.get", 1, 1, folioctl_o_none, folioctl_b_stay_id, folioctl_s_stay, " STAY_ID"},
+    {"stays", "stay.list", 0, 0, folioctl_o_stays, folioctl_b_stays, folioctl_s_stays,
+     " [--view in_house|arrivals|due_out|checked_out] [--date DATE] [--property P]"},
+    {"stay-update", "stay.update", 1, 1, folioctl_o_stay_update, folioctl_b_stay_update,
+     folioctl_s_stay,
+     " STAY_ID [--departure DATE] [--rate AMOUNT] [--rate-code C] [--credit-limit AMOUNT|none]"
+     " [--no-post yes|no] [--adults N] [--children N] [--notes TEXT]"},
+    {"move", "stay.move", 2, 2, folioctl_o_none, folioctl_b_move, folioctl_s_stay, " STAY_ID ROOM"},
+    {"checkout", "stay.check_out", 1, 1, folioctl_o_pay_many, folioctl_b_checkout, folioctl_s_stay,
+     " STAY_ID [--pay METHOD:AMOUNT[:WINDOW]]..."},
+    {"reinstate", "stay.reinstate", 1, 1, folioctl_o_none, folioctl_b_stay_id, folioctl_s_stay,
+     " STAY_ID"},
+    {"folio", "folio.get", 1, 1, folioctl_o_none, folioctl_b_folio_id, folioctl_s_folio,
+     " FOLIO_ID"},
+    {"folios", "folio.list", 0, 0, folioctl_o_folios, folioctl_b_folios, folioctl_s_folios,
+     " [--type T] [--status S] [--stay STAY_ID] [--property P]"},
+    {"open", "folio.open", 1, 1, folioctl_o_open, folioctl_b_open, folioctl_s_folio_summary,
+     " TYPE [--name NAME] [--stay STAY_ID] [--property P]"},
+    {"close", "folio.close", 1, 1, folioctl_o_none, folioctl_b_folio_id, folioctl_s_folio_summary,
+     " FOLIO_ID"},
+    {"reopen", "folio.reopen", 1, 1, folioctl_o_none, folioctl_b_folio_id, folioctl_s_folio_summary,
+     " FOLIO_ID"},
+    {"post", "folio.post", 2, 2, folioctl_o_post, folioctl_b_post, folioctl_s_posted,
+     " (--folio ID | --stay ID [--window W]) CODE AMOUNT [--qty N] [--desc TEXT] [--ref REF]"},
+    {"pay", "folio.pay", 2, 2, folioctl_o_pay, folioctl_b_pay, folioctl_s_posted,
+     " (--folio ID | --stay ID [--window W]) METHOD AMOUNT [--ref REF] [--desc TEXT]"},
+    {"void", "folio.void", 1, 1, folioctl_o_reason, folioctl_b_void, folioctl_s_posted,
+     " POSTING_ID [--reason TEXT]"},
+    {"adjust", "folio.adjust", 1, 1, folioctl_o_adjust, folioctl_b_adjust, folioctl_s_posted,
+     " POSTING_ID --reason TEXT [--amount AMOUNT]"},
+    {"transfer", "folio.transfer", 1, 500, folioctl_o_transfer, folioctl_b_transfer,
+     folioctl_s_transfer, " POSTING_ID... (--to-folio ID | --to-window W) [--reason TEXT]"},
+    {"transfer-balance", "folio.transfer_balance", 2, 2, folioctl_o_transfer_balance,
+     folioctl_b_transfer_balance, folioctl_s_transfer,
+     " FROM_FOLIO TO_FOLIO [--amount AMOUNT] [--reason TEXT]"},
+    {"route", "routing.set", 1, 1, folioctl_o_route, folioctl_b_route, folioctl_s_route,
+     " STAY_ID (--code C | --department D) (--to-folio ID | --to-window W | --to-master)"},
+    {"unroute", "routing.clear", 1, 1, folioctl_o_none, folioctl_b_unroute, folioctl_s_unroute,
+     " RULE_ID"},
+    {"routes", "routing.list", 1, 1, folioctl_o_none, folioctl_b_stay_id, folioctl_s_routes,
+     " STAY_ID"},
+    {"group-create", "group.create", 2, 2, folioctl_o_group_create, folioctl_b_group_create,
+     folioctl_s_group,
+     " CODE NAME --departure DATE [--arrival DATE] [--credit-limit AMOUNT] [--property P]"},
+    {"group", "group.get", 1, 1, folioctl_o_property, folioctl_b_group, folioctl_s_group,
+     " GROUP_ID|CODE [--property P]"},
+    {"group-checkout", "group.check_out", 1, 1, folioctl_o_pay_many, folioctl_b_group_checkout,
+     folioctl_s_group_checkout, " GROUP_ID [--pay METHOD:AMOUNT]..."},
+    {"statement", "folio.statement", 1, 1, folioctl_o_statement, folioctl_b_statement,
+     folioctl_s_statement, " FOLIO_ID [--html] [-o FILE]"},
+    {"close-day", "business_date.close", 0, 0, folioctl_o_property, folioctl_b_property,
+     folioctl_s_close_day, " [--property P]"},
+};
+
 /* ---- main ---- */
 
 enum folioctl_opt {
@@ -963,9 +2689,35 @@ static int folioctl_parse_args(struct folioctl *ctl, int argc, char **argv)
     return FOLIOCTL_EXIT_OK;
 }
 
+/* An accounting subcommand's arguments, checked before anything is read or sent. */
+static int folioctl_prepare_op(struct folioctl *ctl, int nargs, char **args)
+{
+    char err[256];
+    size_t npos;
+    json_t *params;
+
+    ctl->args = calloc((size_t)nargs + 1, sizeof(*ctl->args));
+    if (ctl->args == NULL) {
+        folioctl_err("out of memory");
+        return FOLIOCTL_EXIT_USAGE;
+    }
+    if (!fmt_args_scan(ctl->op->opts, nargs, args, ctl->args, &ctl->nargs, err, sizeof(err)))
+        return folioctl_usage_error("%s: %s", ctl->op->name, err);
+    npos = folioctl_npos(ctl);
+    if (npos < (size_t)ctl->op->min_pos || npos > (size_t)ctl->op->max_pos)
+        return folioctl_usage_error("usage: folioctl [OPTIONS] %s%s", ctl->op->name,
+                                    ctl->op->usage);
+    if (ctl->user == NULL)
+        return folioctl_usage_error("%s needs --user", ctl->op->name);
+    if (!folioctl_build(ctl, &params))
+        return FOLIOCTL_EXIT_USAGE;
+    json_decref(params);
+    return FOLIOCTL_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
-    struct folioctl ctl = {0};
+    struct folioctl ctl = {.minor_units = 2};
     const struct folioctl_command *cmd = NULL;
     int rc, nargs;
     char **args;
@@ -979,16 +2731,30 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(folioctl_commands) / sizeof(folioctl_commands[0]); i++)
         if (strcmp(argv[optind], folioctl_commands[i].name) == 0)
             cmd = &folioctl_commands[i];
-    if (cmd == NULL)
+    for (size_t i = 0; i < sizeof(folioctl_ops) / sizeof(folioctl_ops[0]); i++)
+        if (strcmp(argv[optind], folioctl_ops[i].name) == 0)
+            ctl.op = &folioctl_ops[i];
+    if (cmd == NULL && ctl.op == NULL)
         return folioctl_usage_error("unknown command %s", argv[optind]);
     args = argv + optind + 1;
     nargs = argc - optind - 1;
-    if (nargs < cmd->min_args || nargs > cmd->max_args)
-        return folioctl_usage_error("usage: folioctl [OPTIONS] %s%s", cmd->name, cmd->args);
-    if (cmd->needs_user && ctl.user == NULL)
-        return folioctl_usage_error("%s needs --user", cmd->name);
-    if (ctl.user != NULL && (cmd->login || cmd->needs_user) && !folioctl_read_password(&ctl))
+    if (ctl.op != NULL) {
+        rc = folioctl_prepare_op(&ctl, nargs, args);
+        if (rc != FOLIOCTL_EXIT_OK) {
+            free(ctl.args);
+            return rc;
+        }
+    } else {
+        if (nargs < cmd->min_args || nargs > cmd->max_args)
+            return folioctl_usage_error("usage: folioctl [OPTIONS] %s%s", cmd->name, cmd->args);
+        if (cmd->needs_user && ctl.user == NULL)
+            return folioctl_usage_error("%s needs --user", cmd->name);
+    }
+    if (ctl.user != NULL && (ctl.op != NULL || cmd->login || cmd->needs_user) &&
+        !folioctl_read_password(&ctl)) {
+        free(ctl.args);
         return FOLIOCTL_EXIT_USAGE;
+    }
 
     ctl.client = client_new(&ctl.copts);
     if (ctl.client == NULL) {
@@ -1000,7 +2766,7 @@ int main(int argc, char **argv)
         rc = folioctl_transport_error(&ctl);
         goto out;
     }
-    if (ctl.user != NULL && cmd->login) {
+    if (ctl.user != NULL && (ctl.op != NULL || cmd->login)) {
         json_t *session;
 
         rc = folioctl_login(&ctl, &session);
@@ -1008,10 +2774,11 @@ int main(int argc, char **argv)
         if (rc != FOLIOCTL_EXIT_OK)
             goto out;
     }
-    rc = cmd->run(&ctl, nargs, args);
+    rc = ctl.op != NULL ? folioctl_run_op(&ctl) : cmd->run(&ctl, nargs, args);
 out:
     client_close(ctl.client);
     folioctl_wipe_free(ctl.password);
+    free(ctl.args);
     if (fflush(stdout) != 0 && rc == FOLIOCTL_EXIT_OK) {
         /* A reader that went away (`| head`) needs no message. */
         if (errno != EPIPE)
