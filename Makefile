@@ -36,7 +36,9 @@ ITEST_COMMON = $(filter-out tests/integration/test_%.c,$(wildcard tests/integrat
 ITEST_SRCS = $(wildcard tests/integration/test_*.c)
 ITEST_BINS = $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/integration/%)
 
-.PHONY: all run check check-build check-unit check-integration bench fuzz lint format install clean
+.PHONY: all run check check-build check-unit check-integration bench fuzz fuzz-smoke lint format \
+        install clean
+SHELL = /bin/bash
 PROGRAMS = $(BUILD)/foliod $(BUILD)/folioctl $(if $(wildcard src/possim.c),$(BUILD)/possim)
 all: $(PROGRAMS)
 
@@ -65,6 +67,45 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(ITEST_COMMON) $(BUILD)/lib
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/integration $(LDFLAGS_ALL) -o $@ $< $(ITEST_COMMON) $(BUILD)/libfoliod.a $(TEST_LIBS)
 
+# ---- fuzzing (clang, libFuzzer) ----
+FUZZ_CC ?= clang
+FUZZ_BUILD = build/fuzz
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -g -O1 -Iinclude \
+             $(shell pkg-config --cflags $(PKGS)) -fsanitize=address,undefined \
+             -fno-sanitize-recover=all
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 5
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/libfoliod.a: $(CORE_SRCS:src/%.c=$(FUZZ_BUILD)/obj/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libfoliod.a
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libfoliod.a $(LIBS)
+
+# Each target runs on a scratch copy of its seed corpus; a crash leaves its input in
+# build/fuzz/ (turn it into a seed and a regression test).
+define fuzz_run
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    name=$$(basename $$t | sed 's/^fuzz_//'); \
+	    work=$(FUZZ_BUILD)/corpus-$$name; mkdir -p $$work; cp tests/fuzz/corpus/$$name/* $$work/; \
+	    echo "== $$t ($(1) s)"; \
+	    $$t -max_total_time=$(1) -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/$$name- \
+	        $$work tests/fuzz/corpus/$$name 2>&1 | grep -E '^(INFO: |#[0-9]+ *DONE|stat::number_of_executed_units|==|SUMMARY)' | tail -4; \
+	    test $${PIPESTATUS[0]} -eq 0; \
+	done
+endef
+
+fuzz: $(FUZZ_TARGETS)
+	$(call fuzz_run,$(FUZZ_SECONDS))
+
+fuzz-smoke: $(FUZZ_TARGETS)
+	$(call fuzz_run,$(FUZZ_SMOKE_SECONDS))
+
 run: all
 	bash scripts/run.sh $(BUILD)
 
@@ -74,6 +115,7 @@ check:
 	$(MAKE) SAN=1 WERROR=-Werror check-build
 	$(MAKE) SAN=1 WERROR=-Werror check-unit
 	$(MAKE) SAN=1 WERROR=-Werror check-integration
+	$(MAKE) fuzz-smoke
 
 check-build: all $(UNIT_BINS) $(ITEST_BINS)
 

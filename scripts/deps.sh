@@ -10,6 +10,7 @@ PACKAGES=(
     libevent-dev libjansson-dev libcmocka-dev libpq-dev libssl-dev
     openssl ca-certificates
     postgresql-15 postgresql-client-15
+    clang libclang-rt-14-dev
 )
 
 if [ "${FOLIOD_SKIP_DEPS:-0}" = 1 ]; then
