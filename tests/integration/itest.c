@@ -272,3 +272,267 @@ void itest_shell(const char *what, const char *command)
     if (rc != 0)
         fail_msg("%s: `%s` exited with status %d", what, command, rc);
 }
+
+/* ---- helpers for the accounting tests ---- */
+
+json_t *itest_call_raw(struct client *c, const char *method, json_t *params)
+{
+    return itest_call(c, method, params);
+}
+
+const char *itest_reason(const json_t *response)
+{
+    struct client_rpc_error e;
+
+    if (!client_response_error(response, &e))
+        return NULL;
+    return e.reason != NULL ? e.reason : "";
+}
+
+json_t *itest_path(const json_t *obj, const char *path)
+{
+    char buf[256];
+    char *save = NULL, *part;
+    json_t *cur = (json_t *)obj;
+
+    if (strlen(path) >= sizeof(buf))
+        return NULL;
+    strcpy(buf, path);
+    for (part = strtok_r(buf, ".", &save); part != NULL && cur != NULL;
+         part = strtok_r(NULL, ".", &save)) {
+        if (json_is_array(cur)) {
+            char *end;
+            unsigned long i = strtoul(part, &end, 10);
+
+            cur = *end == '\0' ? json_array_get(cur, i) : NULL;
+        } else {
+            cur = json_object_get(cur, part);
+        }
+    }
+    return cur;
+}
+
+json_int_t itest_int(const json_t *obj, const char *path)
+{
+    json_t *v = itest_path(obj, path);
+
+    if (!json_is_integer(v)) {
+        char *text = json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY);
+
+        fail_msg("expected an integer at \"%s\" in %s", path, text != NULL ? text : "?");
+    }
+    return json_integer_value(v);
+}
+
+struct client *itest_connect_login(const char *user, const char *password)
+{
+    struct client *c = itest_connect();
+    json_t *r = itest_call_ok(c, "session.login",
+                              json_pack("{s:s, s:s}", "user", user, "password", password));
+
+    assert_string_equal(itest_str(r, "user"), user);
+    json_decref(r);
+    return c;
+}
+
+void itest_create(struct client *c, const char *method, json_t *params)
+{
+    json_t *r = itest_call(c, method, params);
+    const char *reason = itest_reason(r);
+
+    if (reason != NULL && strcmp(reason, "conflict") != 0) {
+        char *text = json_dumps(r, JSON_COMPACT);
+
+        fail_msg("%s: expected a result or conflict, got %s", method, text != NULL ? text : "?");
+    }
+    json_decref(r);
+}
+
+void itest_date_add(const char *date, int days, char *out)
+{
+    struct tm tm;
+    time_t t;
+
+    memset(&tm, 0, sizeof(tm));
+    if (strptime(date, "%Y-%m-%d", &tm) == NULL)
+        fail_msg("not a date: %s", date);
+    tm.tm_hour = 12;
+    t = timegm(&tm) + (time_t)days * 86400;
+    gmtime_r(&t, &tm);
+    strftime(out, 11, "%Y-%m-%d", &tm);
+}
+
+void itest_business_date(struct client *c, const char *property, char *out)
+{
+    json_t *r = itest_call_ok(c, "property.list", NULL);
+    json_t *items = json_object_get(r, "items"), *p;
+    size_t i;
+
+    json_array_foreach (items, i, p) {
+        if (strcmp(itest_str(p, "code"), property) == 0) {
+            snprintf(out, 11, "%s", itest_str(p, "business_date"));
+            json_decref(r);
+            return;
+        }
+    }
+    json_decref(r);
+    fail_msg("property %s not listed by property.list", property);
+}
+
+/* The demo hotel's charge codes and their rules (etc/demo-hotel.json), for test properties. */
+struct itest_rule {
+    const char *code;
+    int rate_ppm;
+    bool inclusive, compound;
+};
+static const struct {
+    const char *code, *department;
+    struct itest_rule rules[2];
+} itest_charges[] = {
+    {"ROOM", "rooms", {{"VAT10", 100000, false, false}}},
+    {"FOOD", "food", {{"SVC10", 100000, false, false}, {"VAT6", 60000, false, true}}},
+    {"BEV", "beverage", {{"SVC10", 100000, false, false}, {"VAT20", 200000, false, true}}},
+    {"MINIBAR", "minibar", {{"VAT20", 200000, false, false}}},
+    {"SPA", "spa", {{"VAT20", 200000, true, false}}},
+    {"TIP", "tips", {{NULL, 0, false, false}}},
+    {"MISC", "misc", {{"VAT20", 200000, false, false}}},
+};
+
+void itest_ensure_property(const char *code, const char *name, const char *const *rooms,
+                           size_t nrooms, const char *user_prefix)
+{
+    static const char *const taxes[][3] = {
+        {"VAT6", "VAT 6%", "tax"},
+        {"VAT10", "VAT 10%", "tax"},
+        {"VAT20", "VAT 20%", "tax"},
+        {"SVC10", "Service charge 10%", "service"},
+    };
+    static const char *const payments[][2] = {
+        {"CASH", "cash"}, {"CARD", "card"}, {"DEPOSIT", "deposit"}, {"BANK", "bank_transfer"}};
+    static const char *const roles[] = {"cashier", "manager", "auditor"};
+    struct client *admin = itest_connect_user("admin");
+    size_t i;
+
+    itest_create(admin, "property.create",
+                 json_pack("{s:s, s:s, s:s, s:s}", "code", code, "name", name, "currency", "EUR",
+                           "timezone", "Europe/Paris"));
+    for (i = 0; i < nrooms; i++)
+        itest_create(
+            admin, "room.create",
+            json_pack("{s:s, s:s, s:s}", "property", code, "number", rooms[i], "room_type", "STD"));
+    for (i = 0; i < sizeof(taxes) / sizeof(taxes[0]); i++)
+        itest_create(admin, "trx_code.create",
+                     json_pack("{s:s, s:s, s:s, s:s}", "property", code, "code", taxes[i][0],
+                               "description", taxes[i][1], "kind", taxes[i][2]));
+    for (i = 0; i < sizeof(payments) / sizeof(payments[0]); i++)
+        itest_create(admin, "trx_code.create",
+                     json_pack("{s:s, s:s, s:s, s:s, s:s}", "property", code, "code",
+                               payments[i][0], "description", payments[i][0], "kind", "payment",
+                               "payment_method", payments[i][1]));
+    for (i = 0; i < sizeof(itest_charges) / sizeof(itest_charges[0]); i++) {
+        json_t *rules = json_array();
+
+        for (size_t k = 0; k < 2 && itest_charges[i].rules[k].code != NULL; k++) {
+            const struct itest_rule *r = &itest_charges[i].rules[k];
+
+            json_array_append_new(rules, json_pack("{s:s, s:i, s:b, s:b}", "code", r->code,
+                                                   "rate_ppm", r->rate_ppm, "inclusive",
+                                                   r->inclusive, "compound", r->compound));
+        }
+        itest_create(admin, "trx_code.create",
+                     json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "property", code, "code",
+                               itest_charges[i].code, "description", itest_charges[i].code, "kind",
+                               "charge", "department", itest_charges[i].department, "rules",
+                               rules));
+    }
+    for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        char user[64];
+
+        snprintf(user, sizeof(user), "%s%s", user_prefix, roles[i]);
+        itest_create(admin, "user.create",
+                     json_pack("{s:s, s:s, s:s, s:s, s:s}", "username", user, "password", user,
+                               "role", roles[i], "property", code, "full_name", user));
+    }
+    itest_close(admin);
+}
+
+void itest_room_status(struct client *c, const char *property, const char *number, char *out)
+{
+    json_t *r = itest_call_ok(c, "room.list", json_pack("{s:s}", "property", property));
+    json_t *room;
+    size_t i;
+
+    json_array_foreach (json_object_get(r, "items"), i, room) {
+        if (strcmp(itest_str(room, "number"), number) == 0) {
+            snprintf(out, 32, "%s", itest_str(room, "status"));
+            json_decref(r);
+            return;
+        }
+    }
+    json_decref(r);
+    fail_msg("room %s of %s not listed by room.list", number, property);
+}
+
+int64_t itest_div_round(int64_t num, int64_t den)
+{
+    int64_t q = num / den, r = num % den;
+
+    if (2 * (r < 0 ? -r : r) >= den)
+        q += num < 0 ? -1 : 1;
+    return q;
+}
+
+size_t itest_split(const char *code, int64_t amount, struct itest_line lines[3])
+{
+    for (size_t i = 0; i < sizeof(itest_charges) / sizeof(itest_charges[0]); i++) {
+        const struct itest_rule *rules = itest_charges[i].rules;
+        int64_t incl_ppm = 0, net = amount, earlier = 0;
+        size_t n = 0, k;
+
+        if (strcmp(itest_charges[i].code, code) != 0)
+            continue;
+        for (k = 0; k < 2 && rules[k].code != NULL; k++)
+            if (rules[k].inclusive)
+                incl_ppm += rules[k].rate_ppm;
+        lines[n++] = (struct itest_line){code, "charge", 0};
+        for (k = 0; k < 2 && rules[k].code != NULL; k++) {
+            int64_t v;
+
+            if (rules[k].inclusive) {
+                v = itest_div_round(amount * rules[k].rate_ppm, 1000000 + incl_ppm);
+                net -= v;
+            } else {
+                /* exclusive rules come after the inclusive ones: net is final here */
+                int64_t base = rules[k].compound ? net + earlier : net;
+
+                v = itest_div_round(base * rules[k].rate_ppm, 1000000);
+            }
+            earlier += v;
+            lines[n++] = (struct itest_line){
+                rules[k].code, strncmp(rules[k].code, "SVC", 3) == 0 ? "service" : "tax", v};
+        }
+        lines[0].amount = net;
+        return n;
+    }
+    fail_msg("itest_split: unknown code %s", code);
+    return 0;
+}
+
+int64_t itest_split_total(const char *code, int64_t amount)
+{
+    struct itest_line lines[3];
+    size_t n = itest_split(code, amount, lines);
+    int64_t total = 0;
+
+    for (size_t i = 0; i < n; i++)
+        total += lines[i].amount;
+    return total;
+}
+
+const char *itest_code_department(const char *code)
+{
+    for (size_t i = 0; i < sizeof(itest_charges) / sizeof(itest_charges[0]); i++)
+        if (strcmp(itest_charges[i].code, code) == 0)
+            return itest_charges[i].department;
+    return NULL;
+}

@@ -104,4 +104,68 @@ const char *itest_str(const json_t *obj, const char *key);
 /* Run a shell command; fails the test unless it exits 0. */
 void itest_shell(const char *what, const char *command);
 
+/* ---- helpers for the accounting tests ---- */
+
+/* Call and return the whole response, result or error, without judging it (new reference);
+ * fails the test only when no answer comes (transport failure). */
+json_t *itest_call_raw(struct client *c, const char *method, json_t *params);
+
+/* data.reason of an error response, or NULL when response is a result. Borrowed. */
+const char *itest_reason(const json_t *response);
+
+/* The member at a dotted path ("folio.balance", "postings.0.amount"; a number indexes an
+ * array), or NULL when something on the way is missing. Borrowed. */
+json_t *itest_path(const json_t *obj, const char *path);
+
+/* Integer at a dotted path; fails the test when missing or not an integer. */
+json_int_t itest_int(const json_t *obj, const char *path);
+
+/* A client logged in with this user name and password; fails the test otherwise. */
+struct client *itest_connect_login(const char *user, const char *password);
+
+/* Call a create method and accept `conflict` (already created by an earlier run); any other
+ * outcome fails the test. */
+void itest_create(struct client *c, const char *method, json_t *params);
+
+/* Date arithmetic on "YYYY-MM-DD" (out must hold 11 bytes). */
+void itest_date_add(const char *date, int days, char *out);
+
+/* The open business date of a property (property.list as any staff member). */
+void itest_business_date(struct client *c, const char *property, char *out);
+
+/* A test property of the chain, created through the admin and manager methods if it does not
+ * exist yet: the given rooms, the demo's transaction codes with the demo's tax rules (ROOM,
+ * FOOD, BEV, MINIBAR, SPA, TIP, MISC; VAT6, VAT10, VAT20, SVC10; CASH, CARD, DEPOSIT, BANK)
+ * and, for each role in "cashier", "manager", "auditor", a user named <prefix><role> with the
+ * user name as password (e.g. prefix "t3" -> t3cashier). */
+void itest_ensure_property(const char *code, const char *name, const char *const *rooms,
+                           size_t nrooms, const char *user_prefix);
+
+/* The status of a room (room.list). Copied into out (32 bytes). */
+void itest_room_status(struct client *c, const char *property, const char *number, char *out);
+
+/* Half-away-from-zero rounding of num / den (den > 0), integer arithmetic only. */
+int64_t itest_div_round(int64_t num, int64_t den);
+
+/* One line of a charge split by its code's rules: the charge itself first, then one line per
+ * rule (type "tax" or "service"), as docs/accounting.md defines it (see itest_split). */
+struct itest_line {
+    const char *code;
+    const char *type; /* "charge", "tax", "service" */
+    int64_t amount;
+};
+
+/* Split amount on one of the demo's charge codes (ROOM FOOD BEV MINIBAR SPA TIP MISC), computed
+ * independently of the server: inclusive rules carved out of the gross, exclusive ones added,
+ * compound ones on the net plus the earlier lines, every line rounded half away from zero.
+ * Fills lines[0..2] and returns how many there are (zero lines included); fails the test for
+ * an unknown code. */
+size_t itest_split(const char *code, int64_t amount, struct itest_line lines[3]);
+
+/* Sum of the lines of itest_split(). */
+int64_t itest_split_total(const char *code, int64_t amount);
+
+/* The department of a demo charge code, or NULL. */
+const char *itest_code_department(const char *code);
+
 #endif

@@ -266,10 +266,10 @@ static int raw_connect(unsigned port)
 }
 
 /* Sends one byte every 300 ms; returns how long the server kept the connection (ms). */
-static int64_t trickle_until_closed(int fd, const char *bytes, int64_t limit_ms)
+static int64_t trickle_until_closed(int fd, const char *bytes, size_t n, int64_t limit_ms)
 {
     int64_t start = itest_now_ms();
-    size_t i = 0, n = strlen(bytes);
+    size_t i = 0;
     while (itest_now_ms() - start < limit_ms) {
         if (send(fd, bytes + (i++ % n), 1, MSG_NOSIGNAL) != 1)
             break;
@@ -295,7 +295,9 @@ static void test_trickling_clients_are_closed(void **state)
 
     /* a TLS record header, then the rest of the ClientHello never completes */
     int fd = raw_connect(d.port);
-    int64_t kept = trickle_until_closed(fd, "\x16\x03\x01\x02\x00abcdefghijklmnopqrstuvwxyz", 15000);
+    static const char hello[] = "\x16\x03\x01\x02\x00"
+                                "abcdefghijklmnopqrstuvwxyz";
+    int64_t kept = trickle_until_closed(fd, hello, sizeof(hello) - 1, 15000);
     close(fd);
     if (kept > 6000)
         fail_msg("trickled handshake kept for %lld ms", (long long)kept);
