@@ -148,6 +148,21 @@ static void folioctl_usage(FILE *out)
             "  statement FOLIO_ID [--html] [-o FILE]\n"
             "  close-day [--property P]   close the business date (manager)\n"
             "\n"
+            "Cashier shifts and city ledger (docs/cashier.md):\n"
+            "  shift-open [--float AMOUNT] [--property P]   open your cashier shift\n"
+            "  shift-close DECLARED [--shift SHIFT_ID] [--note TEXT] [--lines]\n"
+            "                        close it with the cash counted; prints the shift report\n"
+            "  shift-report [SHIFT_ID | --cashier USER] [--lines]\n"
+            "  ar-create CODE NAME [--kind company|agency] [--credit-limit AMOUNT]\n"
+            "          [--contact NAME] [--email E] [--phone P] [--address A] [--tax-id T]\n"
+            "          [--notes TEXT] [--property P]   (manager)\n"
+            "  ar ACCOUNT_ID|CODE [--property P]   an account with its invoices and payments\n"
+            "  ars [--property P]    the city-ledger accounts\n"
+            "  ar-transfer FOLIO_ID ACCOUNT [--amount AMOUNT] [--ref REF]\n"
+            "  ar-pay ACCOUNT METHOD AMOUNT [--ref REF] [--alloc INVOICE_ID:AMOUNT]...\n"
+            "          [--property P]\n"
+            "  aging [--account CODE] [--date DATE] [--property P]\n"
+            "\n"
             "Options:\n"
             "  --host HOST           server host (FOLIOD_HOST, default %s)\n"
             "  --port PORT           server port (FOLIOD_PORT, default %d)\n"
@@ -2536,6 +2551,572 @@ static int folioctl_run_op(struct folioctl *ctl)
     return rc;
 }
 
+/* ---- cashier shifts and the city ledger (docs/cashier.md) ---- */
+
+static const struct fmt_option folioctl_o_shift_open[] = {O_VAL("float"), O_VAL("property"), O_END};
+
+static bool folioctl_b_shift_open(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"float", "float", FK_AMOUNT, 0, 0},
+        {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    return folioctl_put_opts(ctl, params, map);
+}
+
+static const struct fmt_option folioctl_o_shift_close[] = {O_VAL("shift"), O_VAL("note"),
+                                                           O_FLAG("lines"), O_END};
+
+static bool folioctl_b_shift_close(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"shift", "shift_id", FK_ID, 0, 0},
+        {"note", "note", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    return folioctl_put_amount(ctl, params, "declared", "DECLARED", folioctl_pos(ctl, 0), false) &&
+           folioctl_put_opts(ctl, params, map);
+}
+
+static const struct fmt_option folioctl_o_shift_report[] = {O_VAL("cashier"), O_FLAG("lines"),
+                                                            O_END};
+
+static bool folioctl_b_shift_report(struct folioctl *ctl, json_t *params)
+{
+    const char *id = folioctl_pos(ctl, 0), *who = folioctl_opt(ctl, "cashier");
+
+    if (id != NULL && who != NULL)
+        return folioctl_bad("give SHIFT_ID or --cashier NAME, not both");
+    if (id != NULL)
+        return folioctl_put_id(params, "shift_id", "SHIFT_ID", id);
+    return who == NULL || folioctl_put_str(params, "user", "--cashier", who);
+}
+
+/* One row of the cash drawer table. */
+static void folioctl_drawer_row(const struct folioctl *ctl, struct fmt_table *t, const char *what,
+                                const json_t *obj, const char *path)
+{
+    char money[FMT_MONEY_LEN];
+
+    fmt_table_add(t, what);
+    fmt_table_add(t, folioctl_money(ctl, obj, path, money));
+}
+
+/* A shift report: who and when, the payments by method, the cash drawer (float, cash in and
+ * out, paid-outs, expected, declared, difference) and, with --lines, every money line. */
+static int folioctl_s_shift(struct folioctl *ctl, const json_t *result)
+{
+    static const struct fmt_column mcols[] = {
+        {"method", FMT_LEFT},    {"lines", FMT_RIGHT}, {"received", FMT_RIGHT},
+        {"refunded", FMT_RIGHT}, {"net", FMT_RIGHT},
+    };
+    static const struct fmt_column dcols[] = {{"cash drawer", FMT_LEFT}, {"amount", FMT_RIGHT}};
+    static const struct fmt_column lcols[] = {
+        {"id", FMT_RIGHT},  {"date", FMT_LEFT},    {"folio", FMT_LEFT}, {"type", FMT_LEFT},
+        {"code", FMT_LEFT}, {"amount", FMT_RIGHT}, {"ref", FMT_LEFT},
+    };
+    struct folioctl_kv kv = {0};
+    char buf[256], buf2[256], buf3[64], what[64], money[FMT_MONEY_LEN];
+    const json_t *methods = json_object_get(result, "by_method");
+    const json_t *lines = json_object_get(result, "lines");
+    bool closed = json_is_integer(json_object_get(result, "declared"));
+    json_int_t diff = json_integer_value(json_object_get(result, "difference"));
+    struct fmt_table *t;
+    size_t i;
+    json_t *m;
+    int rc;
+
+    folioctl_kv_putf(&kv, "shift", "%s (%s)", folioctl_text(result, "id", buf, sizeof(buf)),
+                     folioctl_text(result, "status", buf2, sizeof(buf2)));
+    folioctl_kv_put(&kv, "cashier", folioctl_text(result, "user", buf, sizeof(buf)));
+    folioctl_kv_put(&kv, "property", folioctl_text(result, "property", buf, sizeof(buf)));
+    folioctl_kv_putf(&kv, "opened", "%s (business date %s)",
+                     folioctl_text(result, "opened_at", buf, sizeof(buf)),
+                     folioctl_text(result, "opened_business_date", buf2, sizeof(buf2)));
+    if (json_is_string(json_object_get(result, "closed_at")))
+        folioctl_kv_putf(&kv, "closed", "%s by %s (business date %s)",
+                         folioctl_text(result, "closed_at", buf, sizeof(buf)),
+                         folioctl_text(result, "closed_by", buf2, sizeof(buf2)),
+                         folioctl_text(result, "closed_business_date", buf3, sizeof(buf3)));
+    if (json_is_string(json_object_get(result, "note")))
+        folioctl_kv_put(&kv, "note", folioctl_text(result, "note", buf, sizeof(buf)));
+    rc = folioctl_kv_done(&kv);
+    if (rc != FOLIOCTL_EXIT_OK)
+        return rc;
+
+    if (json_array_size(methods) == 0) {
+        printf("\n(no payments)\n");
+    } else {
+        t = folioctl_table(mcols, FOLIOCTL_NCOLS(mcols));
+        if (t == NULL)
+            return FOLIOCTL_EXIT_CONN;
+        json_array_foreach (methods, i, m) {
+            fmt_table_add(t, folioctl_text(m, "method", buf, sizeof(buf)));
+            fmt_table_add(t, folioctl_text(m, "count", buf, sizeof(buf)));
+            fmt_table_add(t, folioctl_money(ctl, m, "received", money));
+            fmt_table_add(t, folioctl_money(ctl, m, "refunded", money));
+            fmt_table_add(t, folioctl_money(ctl, m, "net", money));
+        }
+        if (folioctl_table_done(t, "") != FOLIOCTL_EXIT_OK)
+            return FOLIOCTL_EXIT_CONN;
+    }
+
+    t = folioctl_table(dcols, FOLIOCTL_NCOLS(dcols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    folioctl_drawer_row(ctl, t, "opening float", result, "float");
+    folioctl_drawer_row(ctl, t, "+ cash received", result, "cash.received");
+    folioctl_drawer_row(ctl, t, "- cash refunded", result, "cash.refunded");
+    snprintf(what, sizeof(what), "- paid-outs (%s)",
+             folioctl_text(result, "paid_outs.count", buf, sizeof(buf)));
+    folioctl_drawer_row(ctl, t, what, result, "cash.paid_out");
+    folioctl_drawer_row(ctl, t, "= expected cash", result, "expected_cash");
+    if (closed) {
+        folioctl_drawer_row(ctl, t, "declared", result, "declared");
+        folioctl_drawer_row(ctl, t,
+                            diff < 0   ? "difference (short)"
+                            : diff > 0 ? "difference (over)"
+                                       : "difference",
+                            result, "difference");
+    }
+    if (folioctl_table_done(t, "") != FOLIOCTL_EXIT_OK)
+        return FOLIOCTL_EXIT_CONN;
+    if (json_integer_value(folioctl_get(result, "voids.count")) > 0)
+        printf("(%s voided line%s among them)\n",
+               folioctl_text(result, "voids.count", buf, sizeof(buf)),
+               json_integer_value(folioctl_get(result, "voids.count")) == 1 ? "" : "s");
+
+    if (!folioctl_flag(ctl, "lines") || !json_is_array(lines))
+        return FOLIOCTL_EXIT_OK;
+    if (json_array_size(lines) == 0) {
+        printf("\n(no lines)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    t = folioctl_table(lcols, FOLIOCTL_NCOLS(lcols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (lines, i, m) {
+        fmt_table_add(t, folioctl_text(m, "id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(m, "business_date", buf, sizeof(buf)));
+        if (json_is_string(json_object_get(m, "account")))
+            snprintf(buf, sizeof(buf), "%s (%s)",
+                     folioctl_text(m, "folio_number", buf2, sizeof(buf2)),
+                     folioctl_text(m, "account", buf3, sizeof(buf3)));
+        else
+            folioctl_text(m, "folio_number", buf, sizeof(buf));
+        fmt_table_add(t, buf);
+        fmt_table_add(t, folioctl_text(m, "type", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(m, "code", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, m, "amount", money));
+        fmt_table_add(t, folioctl_text(m, "reference", buf, sizeof(buf)));
+    }
+    return folioctl_table_done(t, "");
+}
+
+static const struct fmt_option folioctl_o_ar_create[] = {
+    O_VAL("kind"),    O_VAL("credit-limit"), O_VAL("contact"), O_VAL("email"),    O_VAL("phone"),
+    O_VAL("address"), O_VAL("tax-id"),       O_VAL("notes"),   O_VAL("property"), O_END,
+};
+
+static bool folioctl_b_ar_create(struct folioctl *ctl, json_t *params)
+{
+    static const char *const kinds[] = {"company", "agency", NULL};
+    static const struct folioctl_map map[] = {
+        {"kind", "kind", FK_STR, 0, 0},
+        {"credit-limit", "credit_limit", FK_AMOUNT, 0, 0},
+        {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+    static const struct folioctl_map contact_map[] = {
+        {"contact", "name", FK_STR, 0, 0},  {"email", "email", FK_STR, 0, 0},
+        {"phone", "phone", FK_STR, 0, 0},   {"address", "address", FK_STR, 0, 0},
+        {"tax-id", "tax_id", FK_STR, 0, 0}, {"notes", "notes", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+    const char *kind = folioctl_opt(ctl, "kind");
+    json_t *contact;
+
+    if (kind != NULL && !folioctl_one_of("--kind", kind, kinds))
+        return false;
+    if (!folioctl_put_str(params, "code", "CODE", folioctl_pos(ctl, 0)) ||
+        !folioctl_put_str(params, "name", "NAME", folioctl_pos(ctl, 1)) ||
+        !folioctl_put_opts(ctl, params, map))
+        return false;
+    contact = json_object();
+    if (contact == NULL)
+        return folioctl_bad("out of memory");
+    if (!folioctl_put_opts(ctl, contact, contact_map)) {
+        json_decref(contact);
+        return false;
+    }
+    if (json_object_size(contact) == 0) {
+        json_decref(contact);
+        return true;
+    }
+    return folioctl_put(params, "contact", contact);
+}
+
+static bool folioctl_b_ar(struct folioctl *ctl, json_t *params)
+{
+    const char *a = folioctl_pos(ctl, 0);
+    int64_t id;
+
+    /* A number is the account's id, anything else its code. */
+    if (fmt_parse_int(a, 1, FOLIOCTL_ID_MAX, &id))
+        return folioctl_put(params, "account_id", json_integer((json_int_t)id)) &&
+               folioctl_b_property(ctl, params);
+    return folioctl_put_str(params, "code", "ACCOUNT", a) && folioctl_b_property(ctl, params);
+}
+
+/* Invoices: id, date, age, folio, guest, room, amount, open, status, reference. */
+static int folioctl_show_invoices(const struct folioctl *ctl, const json_t *invoices,
+                                  const char *title)
+{
+    static const struct fmt_column cols[] = {
+        {"invoice", FMT_RIGHT}, {"date", FMT_LEFT}, {"age", FMT_RIGHT},    {"folio", FMT_LEFT},
+        {"guest", FMT_LEFT},    {"room", FMT_LEFT}, {"amount", FMT_RIGHT}, {"open", FMT_RIGHT},
+        {"status", FMT_LEFT},   {"ref", FMT_LEFT},
+    };
+    struct fmt_table *t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    size_t i;
+    json_t *v;
+
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (invoices, i, v) {
+        char buf[256], money[FMT_MONEY_LEN];
+
+        fmt_table_add(t, folioctl_text(v, "id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(v, "business_date", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(v, "age_days", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(v, "folio_number", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(v, "guest", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(v, "room", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, v, "amount", money));
+        fmt_table_add(t, folioctl_money(ctl, v, "open_amount", money));
+        fmt_table_add(t, folioctl_text(v, "status", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(v, "reference", buf, sizeof(buf)));
+    }
+    return folioctl_table_done(t, title);
+}
+
+/* "12: 100.00, 13: 50.00" from a payment's allocations. */
+static void folioctl_allocations_text(const struct folioctl *ctl, const json_t *allocs, char *out,
+                                      size_t len)
+{
+    size_t i, used = 0;
+    json_t *a;
+
+    out[0] = '\0';
+    json_array_foreach (allocs, i, a) {
+        char id[32], money[FMT_MONEY_LEN];
+        int n = snprintf(out + used, len - used, "%s%s: %s", i > 0 ? ", " : "",
+                         folioctl_text(a, "invoice_id", id, sizeof(id)),
+                         folioctl_money(ctl, a, "amount", money));
+
+        if (n < 0 || (size_t)n >= len - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* A city-ledger account: its figures, its contact, and (ar.get) its invoices and payments. */
+static int folioctl_s_ar_account(struct folioctl *ctl, const json_t *result)
+{
+    static const struct fmt_column pcols[] = {
+        {"payment", FMT_RIGHT}, {"date", FMT_LEFT}, {"method", FMT_LEFT},     {"amount", FMT_RIGHT},
+        {"shift", FMT_RIGHT},   {"ref", FMT_LEFT},  {"applied to", FMT_LEFT},
+    };
+    static const char *const contact_keys[] = {"name",   "email", "phone", "address",
+                                               "tax_id", "notes", NULL};
+    struct folioctl_kv kv = {0};
+    char buf[1024], buf2[256], money[FMT_MONEY_LEN];
+    const json_t *a = json_is_object(json_object_get(result, "account"))
+                          ? json_object_get(result, "account")
+                          : result;
+    const json_t *invoices = json_object_get(result, "invoices");
+    const json_t *payments = json_object_get(result, "payments");
+    struct fmt_table *t;
+    size_t i;
+    json_t *y;
+    int rc;
+
+    folioctl_kv_putf(&kv, "account", "%s (id %s)", folioctl_text(a, "code", buf, sizeof(buf)),
+                     folioctl_text(a, "id", buf2, sizeof(buf2)));
+    folioctl_kv_put(&kv, "name", folioctl_text(a, "name", buf, sizeof(buf)));
+    folioctl_kv_put(&kv, "kind", folioctl_text(a, "kind", buf, sizeof(buf)));
+    for (i = 0; contact_keys[i] != NULL; i++) {
+        char path[32];
+
+        snprintf(path, sizeof(path), "contact.%s", contact_keys[i]);
+        if (json_is_string(folioctl_get(a, path))) {
+            snprintf(buf2, sizeof(buf2), "contact %s", contact_keys[i]);
+            folioctl_kv_put(&kv, buf2, folioctl_text(a, path, buf, sizeof(buf)));
+        }
+    }
+    folioctl_kv_putf(&kv, "folio", "%s (id %s)", folioctl_text(a, "folio_number", buf, sizeof(buf)),
+                     folioctl_text(a, "folio_id", buf2, sizeof(buf2)));
+    if (json_is_integer(json_object_get(a, "credit_limit"))) {
+        folioctl_kv_put(&kv, "credit limit", folioctl_money(ctl, a, "credit_limit", money));
+        folioctl_kv_put(&kv, "available", folioctl_money(ctl, a, "available", money));
+    } else {
+        folioctl_kv_put(&kv, "credit limit", "none");
+    }
+    folioctl_kv_putf(&kv, "open invoices", "%s",
+                     folioctl_text(a, "open_invoices", buf, sizeof(buf)));
+    folioctl_kv_putf(&kv, "balance", "%s%s", folioctl_money(ctl, a, "balance", money),
+                     ctl->cur_suffix);
+    rc = folioctl_kv_done(&kv);
+    if (rc != FOLIOCTL_EXIT_OK)
+        return rc;
+    if (json_is_array(invoices)) {
+        if (json_array_size(invoices) == 0)
+            printf("\n(no invoices)\n");
+        else if ((rc = folioctl_show_invoices(ctl, invoices, "")) != FOLIOCTL_EXIT_OK)
+            return rc;
+    }
+    if (!json_is_array(payments))
+        return FOLIOCTL_EXIT_OK;
+    if (json_array_size(payments) == 0) {
+        printf("\n(no payments)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    t = folioctl_table(pcols, FOLIOCTL_NCOLS(pcols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (payments, i, y) {
+        fmt_table_add(t, folioctl_text(y, "id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(y, "business_date", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(y, "method", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_money(ctl, y, "amount", money));
+        fmt_table_add(t, folioctl_text(y, "shift_id", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(y, "reference", buf, sizeof(buf)));
+        folioctl_allocations_text(ctl, json_object_get(y, "allocations"), buf, sizeof(buf));
+        fmt_table_add(t, buf);
+    }
+    return folioctl_table_done(t, "");
+}
+
+static int folioctl_s_ar_accounts(struct folioctl *ctl, const json_t *result)
+{
+    static const struct fmt_column cols[] = {
+        {"code", FMT_LEFT},           {"name", FMT_LEFT},     {"kind", FMT_LEFT},
+        {"credit limit", FMT_RIGHT},  {"balance", FMT_RIGHT}, {"available", FMT_RIGHT},
+        {"open invoices", FMT_RIGHT},
+    };
+    const json_t *items = json_object_get(result, "items");
+    struct fmt_table *t;
+    size_t i;
+    json_t *a;
+
+    if (json_array_size(items) == 0) {
+        printf("(no city-ledger accounts)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (items, i, a) {
+        char buf[256], money[FMT_MONEY_LEN];
+
+        fmt_table_add(t, folioctl_text(a, "code", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(a, "name", buf, sizeof(buf)));
+        fmt_table_add(t, folioctl_text(a, "kind", buf, sizeof(buf)));
+        fmt_table_add(t, json_is_integer(json_object_get(a, "credit_limit"))
+                             ? folioctl_money(ctl, a, "credit_limit", money)
+                             : "none");
+        fmt_table_add(t, folioctl_money(ctl, a, "balance", money));
+        fmt_table_add(t, folioctl_money(ctl, a, "available", money));
+        fmt_table_add(t, folioctl_text(a, "open_invoices", buf, sizeof(buf)));
+    }
+    if (folioctl_table_done(t, NULL) != FOLIOCTL_EXIT_OK)
+        return FOLIOCTL_EXIT_CONN;
+    printf("(%zu account%s)\n", json_array_size(items), json_array_size(items) == 1 ? "" : "s");
+    return FOLIOCTL_EXIT_OK;
+}
+
+static const struct fmt_option folioctl_o_ar_transfer[] = {O_VAL("amount"), O_VAL("ref"), O_END};
+
+static bool folioctl_b_ar_transfer(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"amount", "amount", FK_AMOUNT, 0, 0},
+        {"ref", "reference", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    return folioctl_put_id(params, "folio_id", "FOLIO_ID", folioctl_pos(ctl, 0)) &&
+           folioctl_put_str(params, "account", "ACCOUNT", folioctl_pos(ctl, 1)) &&
+           folioctl_put_opts(ctl, params, map);
+}
+
+static int folioctl_s_ar_transfer(struct folioctl *ctl, const json_t *result)
+{
+    struct folioctl_kv kv = {0};
+    char buf[256], buf2[256], buf3[256], money[FMT_MONEY_LEN];
+    const json_t *inv = json_object_get(result, "invoice");
+    const json_t *a = json_object_get(result, "account");
+    const json_t *f = json_object_get(result, "folio");
+
+    folioctl_kv_putf(
+        &kv, "invoice", "%s, %s%s to %s (%s)", folioctl_text(inv, "id", buf, sizeof(buf)),
+        folioctl_money(ctl, inv, "amount", money), ctl->cur_suffix,
+        folioctl_text(a, "code", buf2, sizeof(buf2)), folioctl_text(a, "name", buf3, sizeof(buf3)));
+    folioctl_kv_put(&kv, "business date", folioctl_text(inv, "business_date", buf, sizeof(buf)));
+    folioctl_kv_putf(&kv, "folio", "%s (id %s), balance now %s%s",
+                     folioctl_text(f, "number", buf, sizeof(buf)),
+                     folioctl_text(f, "id", buf2, sizeof(buf2)),
+                     folioctl_money(ctl, f, "balance", money), ctl->cur_suffix);
+    folioctl_kv_putf(&kv, "account balance", "%s%s", folioctl_money(ctl, a, "balance", money),
+                     ctl->cur_suffix);
+    if (json_is_integer(json_object_get(a, "credit_limit")))
+        folioctl_kv_putf(&kv, "available", "%s%s", folioctl_money(ctl, a, "available", money),
+                         ctl->cur_suffix);
+    return folioctl_kv_done(&kv);
+}
+
+static const struct fmt_option folioctl_o_ar_pay[] = {O_VAL("ref"), O_MANY("alloc"),
+                                                      O_VAL("property"), O_END};
+
+/* Every --alloc INVOICE_ID:AMOUNT as an "allocations" array. */
+static bool folioctl_put_allocations(const struct folioctl *ctl, json_t *params)
+{
+    int k = folioctl_opt_index(ctl, "alloc");
+    json_t *allocs = json_array();
+
+    if (allocs == NULL)
+        return folioctl_bad("out of memory");
+    for (size_t i = 0; i < ctl->nargs; i++) {
+        const char *v = ctl->args[i].value, *colon;
+        char id_text[32];
+        json_int_t id = 0;
+        int64_t amount;
+
+        if (ctl->args[i].opt != k)
+            continue;
+        colon = strchr(v, ':');
+        if (colon == NULL || (size_t)(colon - v) >= sizeof(id_text)) {
+            json_decref(allocs);
+            return folioctl_bad("--alloc '%s' is not INVOICE_ID:AMOUNT (like 12:150.00)", v);
+        }
+        memcpy(id_text, v, (size_t)(colon - v));
+        id_text[colon - v] = '\0';
+        if (!folioctl_parse_id("--alloc invoice", id_text, &id) ||
+            !folioctl_parse_amount(ctl, "--alloc amount", colon + 1, false, &amount) ||
+            json_array_append_new(allocs, json_pack("{s:I, s:I}", "invoice_id", id, "amount",
+                                                    (json_int_t)amount)) != 0) {
+            json_decref(allocs);
+            return false;
+        }
+    }
+    if (json_array_size(allocs) == 0) {
+        json_decref(allocs);
+        return true;
+    }
+    return folioctl_put(params, "allocations", allocs);
+}
+
+static bool folioctl_b_ar_pay(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"ref", "reference", FK_STR, 0, 0},
+        {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    return folioctl_put_str(params, "account", "ACCOUNT", folioctl_pos(ctl, 0)) &&
+           folioctl_put_str(params, "method", "METHOD", folioctl_pos(ctl, 1)) &&
+           folioctl_put_amount(ctl, params, "amount", "AMOUNT", folioctl_pos(ctl, 2), false) &&
+           folioctl_put_opts(ctl, params, map) && folioctl_put_allocations(ctl, params);
+}
+
+static int folioctl_s_ar_pay(struct folioctl *ctl, const json_t *result)
+{
+    struct folioctl_kv kv = {0};
+    char buf[256], buf2[256], buf3[64], money[FMT_MONEY_LEN];
+    const json_t *y = json_object_get(result, "payment");
+    const json_t *a = json_object_get(result, "account");
+    int rc;
+
+    folioctl_kv_putf(&kv, "payment", "%s, %s%s by %s on %s",
+                     folioctl_text(y, "id", buf, sizeof(buf)),
+                     folioctl_money(ctl, y, "amount", money), ctl->cur_suffix,
+                     folioctl_text(y, "method", buf2, sizeof(buf2)),
+                     folioctl_text(y, "account", buf3, sizeof(buf3)));
+    folioctl_kv_put(&kv, "shift", folioctl_text(y, "shift_id", buf, sizeof(buf)));
+    folioctl_kv_putf(&kv, "account balance", "%s%s", folioctl_money(ctl, a, "balance", money),
+                     ctl->cur_suffix);
+    rc = folioctl_kv_done(&kv);
+    if (rc != FOLIOCTL_EXIT_OK)
+        return rc;
+    return folioctl_show_invoices(ctl, json_object_get(result, "invoices"), "invoices paid:");
+}
+
+static const struct fmt_option folioctl_o_aging[] = {O_VAL("account"), O_VAL("date"),
+                                                     O_VAL("property"), O_END};
+
+static bool folioctl_b_aging(struct folioctl *ctl, json_t *params)
+{
+    static const struct folioctl_map map[] = {
+        {"account", "account", FK_STR, 0, 0},
+        {"date", "date", FK_DATE, 0, 0},
+        {"property", "property", FK_STR, 0, 0},
+        {NULL, NULL, FK_STR, 0, 0},
+    };
+
+    return folioctl_put_opts(ctl, params, map);
+}
+
+static void folioctl_aging_row(const struct folioctl *ctl, struct fmt_table *t, const json_t *r,
+                               const char *code, const char *name)
+{
+    static const char *const buckets[] = {"days_0_30",    "days_31_60", "days_61_90",
+                                          "days_over_90", "total",      NULL};
+    char money[FMT_MONEY_LEN];
+
+    fmt_table_add(t, code);
+    fmt_table_add(t, name);
+    for (size_t k = 0; buckets[k] != NULL; k++)
+        fmt_table_add(t, folioctl_money(ctl, r, buckets[k], money));
+}
+
+/* The aging: one row per account, buckets by the invoices' age in days, and the totals. */
+static int folioctl_s_aging(struct folioctl *ctl, const json_t *result)
+{
+    static const struct fmt_column cols[] = {
+        {"account", FMT_LEFT}, {"name", FMT_LEFT}, {"0-30", FMT_RIGHT},  {"31-60", FMT_RIGHT},
+        {"61-90", FMT_RIGHT},  {"90+", FMT_RIGHT}, {"total", FMT_RIGHT},
+    };
+    const json_t *items = json_object_get(result, "items");
+    char prop[64], date[32];
+    struct fmt_table *t;
+    size_t i;
+    json_t *a;
+
+    printf("city ledger of %s aged as of %s (days since each invoice's business date)%s%s\n",
+           folioctl_text(result, "property", prop, sizeof(prop)),
+           folioctl_text(result, "as_of", date, sizeof(date)),
+           ctl->currency[0] != '\0' ? ", amounts in " : "", ctl->currency);
+    if (json_array_size(items) == 0) {
+        printf("(nothing owed)\n");
+        return FOLIOCTL_EXIT_OK;
+    }
+    t = folioctl_table(cols, FOLIOCTL_NCOLS(cols));
+    if (t == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_array_foreach (items, i, a) {
+        char code[64], name[256];
+
+        folioctl_aging_row(ctl, t, a, folioctl_text(a, "account", code, sizeof(code)),
+                           folioctl_text(a, "name", name, sizeof(name)));
+    }
+    folioctl_aging_row(ctl, t, json_object_get(result, "totals"), "total", "");
+    return folioctl_table_done(t, NULL);
+}
+
 static const struct folioctl_op folioctl_ops[] = {
     {"checkin", "stay.check_in", 1, 1, folioctl_o_checkin, folioctl_b_checkin, folioctl_s_stay,
      " ROOM --first NAME --last NAME --departure DATE [--rate AMOUNT] [OPTIONS]"},
@@ -2591,6 +3172,26 @@ static const struct folioctl_op folioctl_ops[] = {
      folioctl_s_statement, " FOLIO_ID [--html] [-o FILE]"},
     {"close-day", "business_date.close", 0, 0, folioctl_o_property, folioctl_b_property,
      folioctl_s_close_day, " [--property P]"},
+    {"shift-open", "cashier.open", 0, 0, folioctl_o_shift_open, folioctl_b_shift_open,
+     folioctl_s_shift, " [--float AMOUNT] [--property P]"},
+    {"shift-close", "cashier.close", 1, 1, folioctl_o_shift_close, folioctl_b_shift_close,
+     folioctl_s_shift, " DECLARED [--shift SHIFT_ID] [--note TEXT] [--lines]"},
+    {"shift-report", "cashier.report", 0, 1, folioctl_o_shift_report, folioctl_b_shift_report,
+     folioctl_s_shift, " [SHIFT_ID | --cashier USER] [--lines]"},
+    {"ar-create", "ar.create", 2, 2, folioctl_o_ar_create, folioctl_b_ar_create,
+     folioctl_s_ar_account,
+     " CODE NAME [--kind company|agency] [--credit-limit AMOUNT] [--contact NAME] [--email E]"
+     " [--phone P] [--address A] [--tax-id T] [--notes TEXT] [--property P]"},
+    {"ar", "ar.get", 1, 1, folioctl_o_property, folioctl_b_ar, folioctl_s_ar_account,
+     " ACCOUNT_ID|CODE [--property P]"},
+    {"ars", "ar.list", 0, 0, folioctl_o_property, folioctl_b_property, folioctl_s_ar_accounts,
+     " [--property P]"},
+    {"ar-transfer", "ar.transfer", 2, 2, folioctl_o_ar_transfer, folioctl_b_ar_transfer,
+     folioctl_s_ar_transfer, " FOLIO_ID ACCOUNT [--amount AMOUNT] [--ref REF]"},
+    {"ar-pay", "ar.pay", 3, 3, folioctl_o_ar_pay, folioctl_b_ar_pay, folioctl_s_ar_pay,
+     " ACCOUNT METHOD AMOUNT [--ref REF] [--alloc INVOICE_ID:AMOUNT]... [--property P]"},
+    {"aging", "ar.aging", 0, 0, folioctl_o_aging, folioctl_b_aging, folioctl_s_aging,
+     " [--account CODE] [--date DATE] [--property P]"},
 };
 
 /* ---- main ---- */

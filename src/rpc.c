@@ -298,7 +298,11 @@ static const struct rpc_param p_cashier_close[] = {
     P_STR("note", false, 0, 200),
     P_END,
 };
-static const struct rpc_param p_cashier_report[] = {P_ID("shift_id", false), P_END};
+static const struct rpc_param p_cashier_report[] = {
+    P_ID("shift_id", false),
+    P_STR("user", false, 1, 64),
+    P_END,
+};
 static const struct rpc_param p_ar_create[] = {
     P_STR("property", false, 1, 16),
     P_STR("code", true, 1, 16),

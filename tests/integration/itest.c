@@ -157,6 +157,21 @@ struct client *itest_connect_user(const char *user)
     /* a string, or null for a chain-wide user such as the demo admin */
     assert_true(json_is_string(json_object_get(r, "property")) ||
                 json_is_null(json_object_get(r, "property")));
+    /* payments need an open cashier shift (docs/cashier.md): a front-desk user bound to a
+     * property always has one, opened here with a zero float unless already open */
+    if (json_is_string(json_object_get(r, "property")) &&
+        (strcmp(itest_str(r, "role"), "cashier") == 0 ||
+         strcmp(itest_str(r, "role"), "manager") == 0)) {
+        json_t *shift = itest_call_raw(c, "cashier.open", json_pack("{s:i}", "float", 0));
+        const char *reason = itest_reason(shift);
+
+        if (reason != NULL && strcmp(reason, "shift_already_open") != 0) {
+            char *text = json_dumps(shift, JSON_COMPACT);
+
+            fail_msg("cashier.open for %s: %s", user, text != NULL ? text : "?");
+        }
+        json_decref(shift);
+    }
     json_decref(r);
     return c;
 }

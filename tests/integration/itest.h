@@ -76,7 +76,10 @@ struct client *itest_connect(void);
 struct client *itest_connect_cert(const char *name, bool *connected);
 
 /* A client logged in as a demo user (the password is the user name); fails the test unless
- * the login answers user, role and property (a code, or null for a chain-wide user). */
+ * the login answers user, role and property (a code, or null for a chain-wide user). A cashier
+ * or manager bound to a property is also given an open cashier shift (cashier.open with a zero
+ * float; shift_already_open is fine), since every payment needs one: such users always have an
+ * open shift. Use itest_connect_login() for a user whose shifts a test manages itself. */
 struct client *itest_connect_user(const char *user);
 
 /* Call and fail the test unless a result comes back; returns the result (new reference). */
