@@ -6,7 +6,12 @@
  */
 #include "itest.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -550,4 +555,165 @@ const char *itest_code_department(const char *code)
         if (strcmp(itest_charges[i].code, code) == 0)
             return itest_charges[i].department;
     return NULL;
+}
+
+/* ---- daemons of a test's own ---- */
+
+void itest_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+unsigned itest_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+void itest_daemon_write_conf(const struct itest_daemon *d, const char *extra)
+{
+    const char *base = getenv("FOLIOD_TEST_CONF");
+    if (base == NULL)
+        fail_msg("FOLIOD_TEST_CONF is not set");
+    static char text[16384];
+    FILE *f = fopen(base, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    f = fopen(d->conf, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n[server]\nlisten_port = %u\n%s", text, d->port, extra != NULL ? extra : "");
+    fclose(f);
+}
+
+struct client *itest_daemon_connect(const struct itest_daemon *d)
+{
+    struct client_options opts;
+    itest_options(&opts);
+    opts.port = d->port;
+    struct client *c = client_new(&opts);
+    assert_non_null(c);
+    if (!client_connect(c)) {
+        client_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+void itest_daemon_spawn(struct itest_daemon *d)
+{
+    const char *bin = getenv("FOLIOD_TEST_BIN");
+    if (bin == NULL)
+        fail_msg("FOLIOD_TEST_BIN is not set");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execl(bin, bin, "-c", d->conf, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    int64_t deadline = itest_now_ms() + 20000;
+    while (itest_now_ms() < deadline) {
+        struct client *c = itest_daemon_connect(d);
+        if (c != NULL) {
+            client_close(c);
+            return;
+        }
+        itest_sleep_ms(100);
+    }
+    itest_daemon_kill(d);
+    fail_msg("foliod on port %u did not start (see %s)", d->port, d->log);
+}
+
+void itest_daemon_start(struct itest_daemon *d, const char *name, const char *extra)
+{
+    const char *dir = getenv("FOLIOD_TEST_DIR");
+    if (dir == NULL)
+        fail_msg("FOLIOD_TEST_DIR is not set");
+    memset(d, 0, sizeof(*d));
+    d->port = itest_free_port();
+    snprintf(d->conf, sizeof(d->conf), "%s/%s.conf", dir, name);
+    snprintf(d->log, sizeof(d->log), "%s/%s.log", dir, name);
+    unlink(d->log);
+    itest_daemon_write_conf(d, extra);
+    itest_daemon_spawn(d);
+}
+
+void itest_daemon_kill(struct itest_daemon *d)
+{
+    if (d->pid > 0) {
+        kill(d->pid, SIGKILL);
+        waitpid(d->pid, NULL, 0);
+        d->pid = 0;
+    }
+}
+
+void itest_daemon_expect_exit_zero(struct itest_daemon *d, int timeout_ms)
+{
+    int64_t deadline = itest_now_ms() + timeout_ms;
+    int status = 0;
+    pid_t got = 0;
+    while ((got = waitpid(d->pid, &status, WNOHANG)) == 0 && itest_now_ms() < deadline)
+        itest_sleep_ms(50);
+    if (got == 0) {
+        itest_daemon_kill(d);
+        fail_msg("foliod (%s) did not exit within %d ms", d->log, timeout_ms);
+    }
+    d->pid = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("foliod (%s) exited with status %d", d->log, status);
+}
+
+void itest_daemon_stop(struct itest_daemon *d, int timeout_ms)
+{
+    assert_int_equal(kill(d->pid, SIGTERM), 0);
+    itest_daemon_expect_exit_zero(d, timeout_ms);
+}
+
+bool itest_daemon_log_contains(const struct itest_daemon *d, const char *needle)
+{
+    FILE *f = fopen(d->log, "r");
+    if (f == NULL)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+bool itest_daemon_wait_log(const struct itest_daemon *d, const char *needle, int timeout_ms)
+{
+    int64_t deadline = itest_now_ms() + timeout_ms;
+    while (!itest_daemon_log_contains(d, needle)) {
+        if (itest_now_ms() >= deadline)
+            return false;
+        itest_sleep_ms(50);
+    }
+    return true;
+}
+
+void itest_daemon_assert_clean_log(const struct itest_daemon *d)
+{
+    const char *bad[] = {"AddressSanitizer", "LeakSanitizer", "runtime error", "illegal state"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (itest_daemon_log_contains(d, bad[i]))
+            fail_msg("%s mentions '%s'", d->log, bad[i]);
+    }
 }

@@ -171,4 +171,50 @@ int64_t itest_split_total(const char *code, int64_t amount);
 /* The department of a demo charge code, or NULL. */
 const char *itest_code_department(const char *code);
 
+/* ---- daemons of a test's own ----
+ * Tests that signal, kill or reconfigure a daemon start their own: a copy of FOLIOD_TEST_CONF
+ * (same database, same TLS files) listening on a free port, its log in FOLIOD_TEST_DIR. */
+
+struct itest_daemon {
+    int pid;
+    unsigned port;
+    char conf[512];
+    char log[512];
+};
+
+void itest_sleep_ms(int ms);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+unsigned itest_free_port(void);
+
+/* Picks a port, writes NAME.conf (FOLIOD_TEST_CONF, then [server] listen_port and the extra
+ * INI text, which may name its own sections), starts foliod and waits until it accepts TLS. */
+void itest_daemon_start(struct itest_daemon *d, const char *name, const char *extra);
+
+/* Rewrites the daemon's configuration file (for a reload): the same base plus extra. */
+void itest_daemon_write_conf(const struct itest_daemon *d, const char *extra);
+
+/* (Re)starts the process with its configuration and waits until it accepts TLS (20 s). */
+void itest_daemon_spawn(struct itest_daemon *d);
+
+/* SIGKILL and reap. */
+void itest_daemon_kill(struct itest_daemon *d);
+
+/* SIGTERM; fails the test unless it exits 0 within timeout_ms. */
+void itest_daemon_stop(struct itest_daemon *d, int timeout_ms);
+
+/* Waits until the daemon exits; fails the test unless it exits 0 within timeout_ms. */
+void itest_daemon_expect_exit_zero(struct itest_daemon *d, int timeout_ms);
+
+bool itest_daemon_log_contains(const struct itest_daemon *d, const char *needle);
+
+/* Waits up to timeout_ms for a log line containing needle; false when none came. */
+bool itest_daemon_wait_log(const struct itest_daemon *d, const char *needle, int timeout_ms);
+
+/* Fails the test if the log mentions a sanitizer report or an illegal state change. */
+void itest_daemon_assert_clean_log(const struct itest_daemon *d);
+
+/* An anonymous client of this daemon, or NULL when it cannot connect. */
+struct client *itest_daemon_connect(const struct itest_daemon *d);
+
 #endif

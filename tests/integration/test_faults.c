@@ -33,12 +33,6 @@
 static char cert_path[1024], key_path[1024];
 static bool outlet_ready;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- set-up: a certificate, an outlet with a generous policy, a guest in room 130 ---- */
 
 static void setup_outlet(void)
@@ -134,7 +128,7 @@ static void post_until_final(struct worker *w, struct client **cp, int i, char *
             *cp = pos_connect(port, 5000);
         if (*cp == NULL) {
             w->retries++;
-            sleep_ms(100);
+            itest_sleep_ms(100);
             continue;
         }
         json_t *params = json_pack("{s:s, s:s, s:s, s:[{s:s, s:I}], s:I}", "key", key, "room",
@@ -148,7 +142,7 @@ static void post_until_final(struct worker *w, struct client **cp, int i, char *
             client_close(*cp);
             *cp = NULL;
             w->retries++;
-            sleep_ms(50);
+            itest_sleep_ms(50);
             continue;
         }
         json_t *result = client_response_result(resp);
@@ -163,7 +157,7 @@ static void post_until_final(struct worker *w, struct client **cp, int i, char *
         if (strcmp(st, "RY") == 0) {
             json_decref(resp);
             w->retries++;
-            sleep_ms(100);
+            itest_sleep_ms(100);
             continue;
         }
         snprintf(status, statuslen, "%s", st);
@@ -304,97 +298,6 @@ static int64_t expected_total(int first, int keys)
     return t;
 }
 
-/* ---- daemons of our own (as in test_lifecycle.c) ---- */
-
-struct daemon {
-    pid_t pid;
-    unsigned port;
-    char conf[512];
-    char log[512];
-};
-
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static void daemon_spawn(struct daemon *d)
-{
-    const char *bin = getenv("FOLIOD_TEST_BIN");
-    assert_non_null(bin);
-    d->pid = fork();
-    assert_true(d->pid >= 0);
-    if (d->pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd < 0)
-            _exit(126);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execl(bin, bin, "-c", d->conf, (char *)NULL);
-        _exit(127);
-    }
-    int64_t deadline = itest_now_ms() + 20000;
-    while (itest_now_ms() < deadline) {
-        struct client_options opts;
-        itest_options(&opts);
-        opts.port = d->port;
-        struct client *c = client_new(&opts);
-        bool up = c != NULL && client_connect(c);
-        client_close(c);
-        if (up)
-            return;
-        sleep_ms(100);
-    }
-    fail_msg("foliod on port %u did not start (see %s)", d->port, d->log);
-}
-
-static void daemon_start(struct daemon *d, const char *name)
-{
-    const char *conf = getenv("FOLIOD_TEST_CONF");
-    const char *dir = getenv("FOLIOD_TEST_DIR");
-    assert_non_null(conf);
-    assert_non_null(dir);
-    static char base[16384];
-    FILE *f = fopen(conf, "r");
-    assert_non_null(f);
-    size_t n = fread(base, 1, sizeof(base) - 1, f);
-    fclose(f);
-    base[n] = '\0';
-    d->port = free_port();
-    snprintf(d->conf, sizeof(d->conf), "%s/%s.conf", dir, name);
-    snprintf(d->log, sizeof(d->log), "%s/%s.log", dir, name);
-    f = fopen(d->conf, "w");
-    assert_non_null(f);
-    fprintf(f, "%s\n[server]\nlisten_port = %u\n[log]\naccess = no\n", base, d->port);
-    fclose(f);
-    daemon_spawn(d);
-}
-
-static void daemon_stop(struct daemon *d)
-{
-    kill(d->pid, SIGTERM);
-    int status = 0;
-    int64_t deadline = itest_now_ms() + 15000;
-    pid_t got;
-    while ((got = waitpid(d->pid, &status, WNOHANG)) == 0 && itest_now_ms() < deadline)
-        sleep_ms(50);
-    if (got == 0) {
-        kill(d->pid, SIGKILL);
-        waitpid(d->pid, NULL, 0);
-        fail_msg("foliod (%s) did not stop on SIGTERM", d->log);
-    }
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
 /* ---- the tests ---- */
 
 #define WORKERS 6
@@ -436,11 +339,11 @@ static void test_database_restart_under_load(void **state)
     struct worker ws[WORKERS];
     unsigned ports[1] = {env->port};
     start_workers(ws, WORKERS, "pgr", ports, 1, KEYS_MAX, false, 90);
-    sleep_ms(1500);
+    itest_sleep_ms(1500);
     itest_shell("stop PostgreSQL", env->pg_stop);
-    sleep_ms(2000);
+    itest_sleep_ms(2000);
     itest_shell("start PostgreSQL", env->pg_start);
-    sleep_ms(1500);
+    itest_sleep_ms(1500);
     stop_load = 1;
     join_workers(ws, WORKERS);
     int64_t acked;
@@ -457,19 +360,18 @@ static void test_sigkill_under_load(void **state)
 {
     (void)state;
     setup_outlet();
-    struct daemon d;
-    daemon_start(&d, "faults-kill");
+    struct itest_daemon d;
+    itest_daemon_start(&d, "faults-kill", "[log]\naccess = no\n");
     struct worker ws[WORKERS];
     unsigned ports[1] = {d.port};
     start_workers(ws, WORKERS, "kill", ports, 1, KEYS_MAX, false, 90);
     for (int round = 0; round < 2; round++) {
-        sleep_ms(1000);
-        assert_int_equal(kill(d.pid, SIGKILL), 0);
-        waitpid(d.pid, NULL, 0);
-        sleep_ms(300);
-        daemon_spawn(&d);
+        itest_sleep_ms(1000);
+        itest_daemon_kill(&d);
+        itest_sleep_ms(300);
+        itest_daemon_spawn(&d);
     }
-    sleep_ms(1000);
+    itest_sleep_ms(1000);
     stop_load = 1;
     join_workers(ws, WORKERS);
     int64_t acked;
@@ -480,16 +382,16 @@ static void test_sigkill_under_load(void **state)
     assert_true(retries > 0);
     assert_int_equal(acked, expected_of(ws, WORKERS));
     check_exactly_once("kill", keys, acked);
-    daemon_stop(&d);
+    itest_daemon_stop(&d, 15000);
 }
 
 static void test_two_daemons_one_database(void **state)
 {
     (void)state;
     setup_outlet();
-    struct daemon a, b;
-    daemon_start(&a, "faults-a");
-    daemon_start(&b, "faults-b");
+    struct itest_daemon a, b;
+    itest_daemon_start(&a, "faults-a", "[log]\naccess = no\n");
+    itest_daemon_start(&b, "faults-b", "[log]\naccess = no\n");
     struct worker ws[WORKERS];
     unsigned ports[2] = {a.port, b.port};
     /* workers 2k and 2k+1 send the same keys, each starting on another daemon */
@@ -505,8 +407,8 @@ static void test_two_daemons_one_database(void **state)
     assert_int_equal(replayed, keys);
     printf("test_faults: two daemons: %d keys sent twice each, %d replays\n", keys, replayed);
     check_exactly_once("two", keys, expected_total(0, keys));
-    daemon_stop(&a);
-    daemon_stop(&b);
+    itest_daemon_stop(&a, 15000);
+    itest_daemon_stop(&b, 15000);
 }
 
 static void expect_protocol_error(struct client *c, const char *bytes, size_t len, int code)

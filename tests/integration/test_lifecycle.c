@@ -18,137 +18,6 @@
 
 #include "itest.h"
 
-struct daemon {
-    pid_t pid;
-    unsigned port;
-    char conf[512];
-    char log[512];
-    char base_conf[16384];
-};
-
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static void write_conf(struct daemon *d, const char *extra)
-{
-    FILE *f = fopen(d->conf, "w");
-    assert_non_null(f);
-    fprintf(f, "%s\n[server]\nlisten_port = %u\n%s", d->base_conf, d->port, extra);
-    fclose(f);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static struct client *connect_to(const struct daemon *d)
-{
-    struct client_options opts;
-    itest_options(&opts);
-    opts.port = d->port;
-    struct client *c = client_new(&opts);
-    assert_non_null(c);
-    if (!client_connect(c)) {
-        client_close(c);
-        return NULL;
-    }
-    return c;
-}
-
-static void start_daemon(struct daemon *d, const char *name)
-{
-    const char *bin = getenv("FOLIOD_TEST_BIN");
-    const char *conf = getenv("FOLIOD_TEST_CONF");
-    const char *dir = getenv("FOLIOD_TEST_DIR");
-    if (bin == NULL || conf == NULL || dir == NULL)
-        fail_msg("FOLIOD_TEST_BIN, FOLIOD_TEST_CONF and FOLIOD_TEST_DIR must be set");
-    FILE *f = fopen(conf, "r");
-    assert_non_null(f);
-    size_t n = fread(d->base_conf, 1, sizeof(d->base_conf) - 1, f);
-    fclose(f);
-    d->base_conf[n] = '\0';
-    d->port = free_port();
-    snprintf(d->conf, sizeof(d->conf), "%s/%s.conf", dir, name);
-    snprintf(d->log, sizeof(d->log), "%s/%s.log", dir, name);
-    write_conf(d, "");
-
-    d->pid = fork();
-    assert_true(d->pid >= 0);
-    if (d->pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0)
-            _exit(126);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execl(bin, bin, "-c", d->conf, (char *)NULL);
-        _exit(127);
-    }
-    int64_t deadline = itest_now_ms() + 20000;
-    while (itest_now_ms() < deadline) {
-        struct client *c = connect_to(d);
-        if (c != NULL) {
-            client_close(c);
-            return;
-        }
-        sleep_ms(100);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, NULL, 0);
-    fail_msg("foliod on port %u did not start (see %s)", d->port, d->log);
-}
-
-/* Waits for the daemon to exit; fails unless it exits 0 within the time given. */
-static void expect_exit_zero(struct daemon *d, int timeout_ms)
-{
-    int64_t deadline = itest_now_ms() + timeout_ms;
-    int status = 0;
-    pid_t got = 0;
-    while ((got = waitpid(d->pid, &status, WNOHANG)) == 0 && itest_now_ms() < deadline)
-        sleep_ms(50);
-    if (got == 0) {
-        kill(d->pid, SIGKILL);
-        waitpid(d->pid, NULL, 0);
-        fail_msg("foliod did not exit within %d ms of SIGTERM", timeout_ms);
-    }
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
-static bool log_contains(const struct daemon *d, const char *needle)
-{
-    FILE *f = fopen(d->log, "r");
-    if (f == NULL)
-        return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-
-static void assert_clean_log(const struct daemon *d)
-{
-    const char *bad[] = {"AddressSanitizer", "LeakSanitizer", "runtime error", "illegal state"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (log_contains(d, bad[i]))
-            fail_msg("%s mentions '%s'", d->log, bad[i]);
-    }
-}
-
 static void ping_ok(struct client *c)
 {
     json_t *r = itest_call_ok(c, "server.ping", NULL);
@@ -159,9 +28,9 @@ static void ping_ok(struct client *c)
 static void test_sighup_reload(void **state)
 {
     (void)state;
-    struct daemon d;
-    start_daemon(&d, "reload");
-    struct client *a = connect_to(&d);
+    struct itest_daemon d;
+    itest_daemon_start(&d, "reload", NULL);
+    struct client *a = itest_daemon_connect(&d);
     assert_non_null(a);
     ping_ok(a);
 
@@ -169,13 +38,10 @@ static void test_sighup_reload(void **state)
     char big[3001];
     memset(big, ' ', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    write_conf(&d, "max_frame = 2048\n");
+    itest_daemon_write_conf(&d, "max_frame = 2048\n");
     assert_int_equal(kill(d.pid, SIGHUP), 0);
-    int64_t deadline = itest_now_ms() + 5000;
-    while (!log_contains(&d, "configuration reloaded") && itest_now_ms() < deadline)
-        sleep_ms(50);
-    assert_true(log_contains(&d, "configuration reloaded"));
-    struct client *b = connect_to(&d);
+    assert_true(itest_daemon_wait_log(&d, "configuration reloaded", 5000));
+    struct client *b = itest_daemon_connect(&d);
     assert_non_null(b);
     char frame[3100];
     snprintf(frame, sizeof(frame), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server.ping\"%s}\n",
@@ -188,39 +54,33 @@ static void test_sighup_reload(void **state)
     ping_ok(a); /* the connection from before the reload is untouched */
 
     /* TLS files that do not load: the old context stays and new clients still get in */
-    write_conf(&d, "[tls]\ncert_file = /nonexistent/server.crt\n");
+    itest_daemon_write_conf(&d, "[tls]\ncert_file = /nonexistent/server.crt\n");
     assert_int_equal(kill(d.pid, SIGHUP), 0);
-    deadline = itest_now_ms() + 5000;
-    while (!log_contains(&d, "new TLS files rejected") && itest_now_ms() < deadline)
-        sleep_ms(50);
-    assert_true(log_contains(&d, "new TLS files rejected"));
-    struct client *c = connect_to(&d);
+    assert_true(itest_daemon_wait_log(&d, "new TLS files rejected", 5000));
+    struct client *c = itest_daemon_connect(&d);
     assert_non_null(c);
     ping_ok(c);
 
     /* a file that does not parse changes nothing */
-    write_conf(&d, "[server]\nmax_frame = lots\n");
+    itest_daemon_write_conf(&d, "[server]\nmax_frame = lots\n");
     assert_int_equal(kill(d.pid, SIGHUP), 0);
-    deadline = itest_now_ms() + 5000;
-    while (!log_contains(&d, "reload refused") && itest_now_ms() < deadline)
-        sleep_ms(50);
-    assert_true(log_contains(&d, "reload refused"));
+    assert_true(itest_daemon_wait_log(&d, "reload refused", 5000));
     ping_ok(c);
 
     client_close(a);
     client_close(b);
     client_close(c);
     assert_int_equal(kill(d.pid, SIGTERM), 0);
-    expect_exit_zero(&d, 15000);
-    assert_clean_log(&d);
+    itest_daemon_expect_exit_zero(&d, 15000);
+    itest_daemon_assert_clean_log(&d);
 }
 
 static void test_sigterm_drains_in_flight(void **state)
 {
     (void)state;
-    struct daemon d;
-    start_daemon(&d, "drain");
-    struct client *c = connect_to(&d);
+    struct itest_daemon d;
+    itest_daemon_start(&d, "drain", NULL);
+    struct client *c = itest_daemon_connect(&d);
     assert_non_null(c);
     ping_ok(c);
 
@@ -229,7 +89,7 @@ static void test_sigterm_drains_in_flight(void **state)
     json_int_t id = 0;
     assert_true(client_send_request(c, "session.login", params, &id));
     json_decref(params);
-    sleep_ms(5);
+    itest_sleep_ms(5);
     assert_int_equal(kill(d.pid, SIGTERM), 0);
 
     json_t *resp = NULL;
@@ -245,12 +105,12 @@ static void test_sigterm_drains_in_flight(void **state)
     json_decref(msg);
     assert_false(got);
     client_close(c);
-    expect_exit_zero(&d, 15000);
-    assert_true(log_contains(&d, "SIGTERM: stopping"));
-    assert_clean_log(&d);
+    itest_daemon_expect_exit_zero(&d, 15000);
+    assert_true(itest_daemon_log_contains(&d, "SIGTERM: stopping"));
+    itest_daemon_assert_clean_log(&d);
 
     /* nothing listens any more */
-    assert_null(connect_to(&d));
+    assert_null(itest_daemon_connect(&d));
 }
 
 static int raw_connect(unsigned port)
@@ -273,7 +133,7 @@ static int64_t trickle_until_closed(int fd, const char *bytes, size_t n, int64_t
     while (itest_now_ms() - start < limit_ms) {
         if (send(fd, bytes + (i++ % n), 1, MSG_NOSIGNAL) != 1)
             break;
-        sleep_ms(300);
+        itest_sleep_ms(300);
     }
     return itest_now_ms() - start;
 }
@@ -283,15 +143,12 @@ static int64_t trickle_until_closed(int fd, const char *bytes, size_t n, int64_t
 static void test_trickling_clients_are_closed(void **state)
 {
     (void)state;
-    struct daemon d;
-    d.pid = 0;
+    struct itest_daemon d;
     const char *extra = "handshake_timeout = 2\nrequest_timeout = 2\nidle_timeout = 60\n";
-    start_daemon(&d, "trickle");
-    write_conf(&d, extra);
+    itest_daemon_start(&d, "trickle", NULL);
+    itest_daemon_write_conf(&d, extra);
     assert_int_equal(kill(d.pid, SIGHUP), 0);
-    int64_t deadline = itest_now_ms() + 5000;
-    while (!log_contains(&d, "configuration reloaded") && itest_now_ms() < deadline)
-        sleep_ms(50);
+    assert_true(itest_daemon_wait_log(&d, "configuration reloaded", 5000));
 
     /* a TLS record header, then the rest of the ClientHello never completes */
     int fd = raw_connect(d.port);
@@ -303,7 +160,7 @@ static void test_trickling_clients_are_closed(void **state)
         fail_msg("trickled handshake kept for %lld ms", (long long)kept);
 
     /* after the handshake: a request line that never ends */
-    struct client *c = connect_to(&d);
+    struct client *c = itest_daemon_connect(&d);
     assert_non_null(c);
     ping_ok(c);
     int64_t start = itest_now_ms();
@@ -325,50 +182,48 @@ static void test_trickling_clients_are_closed(void **state)
     assert_true(closed);
     if (itest_now_ms() - start > 6000)
         fail_msg("trickled request kept for %lld ms", (long long)(itest_now_ms() - start));
-    assert_true(log_contains(&d, "request line not completed"));
-    assert_true(log_contains(&d, "TLS handshake not completed"));
+    assert_true(itest_daemon_log_contains(&d, "request line not completed"));
+    assert_true(itest_daemon_log_contains(&d, "TLS handshake not completed"));
 
     assert_int_equal(kill(d.pid, SIGTERM), 0);
-    expect_exit_zero(&d, 15000);
-    assert_clean_log(&d);
+    itest_daemon_expect_exit_zero(&d, 15000);
+    itest_daemon_assert_clean_log(&d);
 }
 
 /* Connections over server.max_connections are closed at accept; room frees up again. */
 static void test_connection_limit(void **state)
 {
     (void)state;
-    struct daemon d;
-    start_daemon(&d, "limit");
-    write_conf(&d, "max_connections = 2\n");
+    struct itest_daemon d;
+    itest_daemon_start(&d, "limit", NULL);
+    itest_daemon_write_conf(&d, "max_connections = 2\n");
     assert_int_equal(kill(d.pid, SIGHUP), 0);
-    int64_t deadline = itest_now_ms() + 5000;
-    while (!log_contains(&d, "configuration reloaded") && itest_now_ms() < deadline)
-        sleep_ms(50);
-    struct client *a = connect_to(&d);
-    struct client *b = connect_to(&d);
+    assert_true(itest_daemon_wait_log(&d, "configuration reloaded", 5000));
+    struct client *a = itest_daemon_connect(&d);
+    struct client *b = itest_daemon_connect(&d);
     assert_non_null(a);
     assert_non_null(b);
     ping_ok(a);
     ping_ok(b);
-    struct client *c = connect_to(&d);
+    struct client *c = itest_daemon_connect(&d);
     assert_null(c);
-    assert_true(log_contains(&d, "connections already (server.max_connections)"));
+    assert_true(itest_daemon_log_contains(&d, "connections already (server.max_connections)"));
     client_close(a);
     /* the server notices the close, then accepts again */
     struct client *e = NULL;
-    deadline = itest_now_ms() + 5000;
+    int64_t deadline = itest_now_ms() + 5000;
     while (e == NULL && itest_now_ms() < deadline) {
-        e = connect_to(&d);
+        e = itest_daemon_connect(&d);
         if (e == NULL)
-            sleep_ms(100);
+            itest_sleep_ms(100);
     }
     assert_non_null(e);
     ping_ok(e);
     client_close(b);
     client_close(e);
     assert_int_equal(kill(d.pid, SIGTERM), 0);
-    expect_exit_zero(&d, 15000);
-    assert_clean_log(&d);
+    itest_daemon_expect_exit_zero(&d, 15000);
+    itest_daemon_assert_clean_log(&d);
 }
 
 int main(void)
