@@ -24,6 +24,7 @@ struct evconnlistener;
 struct db_pool;
 struct conn;
 struct event;
+struct audit;
 
 struct conn_list_node {
     struct conn_list_node *prev, *next;
@@ -46,6 +47,7 @@ struct server {
     char *config_path;
     char **overrides;
     int noverrides;
+    struct audit *audit; /* the night audit's drivers and schedule (audit.h) */
 };
 
 __attribute__((warn_unused_result)) bool server_init(struct server *srv, struct event_base *base,

@@ -163,6 +163,15 @@ static void folioctl_usage(FILE *out)
             "          [--property P]\n"
             "  aging [--account CODE] [--date DATE] [--property P]\n"
             "\n"
+            "Night audit (need --user: an auditor or a manager; docs/audit.md):\n"
+            "  audit run [--property P]      run (or resume) the audit of the open date and\n"
+            "                                show its progress until it ends\n"
+            "  audit status [--property P]   the current or last audit, step by step\n"
+            "  audit report DATE KIND [--csv FILE | --html FILE] [--property P]\n"
+            "                        a stored report of a closed date: precheck, trial_balance,\n"
+            "                        revenue, payments, guest_ledger, city_ledger, deposits,\n"
+            "                        cashier, room_stats, no_shows, high_balance\n"
+            "\n"
             "Options:\n"
             "  --host HOST           server host (FOLIOD_HOST, default %s)\n"
             "  --port PORT           server port (FOLIOD_PORT, default %d)\n"
@@ -906,12 +915,16 @@ static int folioctl_cmd_import(struct folioctl *ctl, int argc, char **argv)
     return rc;
 }
 
+static int folioctl_cmd_audit(struct folioctl *ctl, int argc, char **argv);
+
 static const struct folioctl_command folioctl_commands[] = {
     {"ping", 0, 0, false, false, folioctl_cmd_ping, ""},
     {"info", 0, 0, false, true, folioctl_cmd_info, ""},
     {"login", 0, 0, true, false, folioctl_cmd_login, ""},
     {"call", 1, 2, false, true, folioctl_cmd_call, " METHOD [PARAMS]"},
     {"import", 1, 1, true, true, folioctl_cmd_import, " FILE"},
+    {"audit", 1, 6, true, true, folioctl_cmd_audit,
+     " run|status [--property P] | audit report DATE KIND [--csv FILE | --html FILE]"},
 };
 
 /* ---- accounting subcommands (docs/accounting.md) ----
@@ -3193,6 +3206,654 @@ static const struct folioctl_op folioctl_ops[] = {
     {"aging", "ar.aging", 0, 0, folioctl_o_aging, folioctl_b_aging, folioctl_s_aging,
      " [--account CODE] [--date DATE] [--property P]"},
 };
+
+/* ---- night audit (docs/audit.md) ----
+ *
+ * audit run|status|report: a command of its own rather than one call, since `audit run`
+ * follows the run until it ends (audit.progress notifications, audit.status when none come)
+ * and `audit report` writes tables, CSV or HTML. A report's content becomes tables without
+ * knowing each kind: every array of objects is a table, every object of objects a table with
+ * one row per member, every object of plain values a two-column table; amounts are the
+ * members named like amounts (FOLIOCTL_AUDIT_MONEY), shown in major units. */
+
+static const char *const folioctl_audit_money[] = {"adjustments",
+                                                   "adr",
+                                                   "amount",
+                                                   "applied",
+                                                   "balance",
+                                                   "charges",
+                                                   "closing",
+                                                   "computed_closing",
+                                                   "corrections",
+                                                   "credit_limit",
+                                                   "credits",
+                                                   "days_0_30",
+                                                   "days_31_60",
+                                                   "days_61_90",
+                                                   "days_over_90",
+                                                   "declared",
+                                                   "difference",
+                                                   "expected_cash",
+                                                   "float",
+                                                   "held",
+                                                   "in_house_balance",
+                                                   "guest_ledger",
+                                                   "house_ledger",
+                                                   "invoiced",
+                                                   "net",
+                                                   "opening",
+                                                   "over_by",
+                                                   "paid",
+                                                   "paid_out",
+                                                   "paid_outs",
+                                                   "posted",
+                                                   "rate",
+                                                   "received",
+                                                   "refunded",
+                                                   "revenue",
+                                                   "revpar",
+                                                   "room_revenue",
+                                                   "service",
+                                                   "tax",
+                                                   "threshold",
+                                                   "total",
+                                                   "transfers",
+                                                   "transfers_in",
+                                                   "transfers_out",
+                                                   "voids",
+                                                   NULL};
+
+struct folioctl_audit {
+    struct folioctl *ctl;
+    const char *property; /* --property, or NULL: the caller's */
+    const char *kind;
+    FILE *out;
+    enum { FA_TEXT, FA_CSV, FA_HTML } format;
+};
+
+static bool folioctl_audit_is_money(const struct folioctl_audit *fa, const char *key)
+{
+    /* the cashier report counts its voids */
+    if (strcmp(key, "voids") == 0 && fa->kind != NULL && strcmp(fa->kind, "cashier") == 0)
+        return false;
+    for (size_t i = 0; folioctl_audit_money[i] != NULL; i++)
+        if (strcmp(key, folioctl_audit_money[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A cell as text (caller frees): amounts in major units, objects and arrays as compact JSON. */
+static char *folioctl_audit_cell(const struct folioctl_audit *fa, const char *key, const json_t *v)
+{
+    if (json_is_integer(v) && folioctl_audit_is_money(fa, key)) {
+        char money[FMT_MONEY_LEN];
+        return strdup(fmt_money(money, (int64_t)json_integer_value(v), fa->ctl->minor_units));
+    }
+    if (v == NULL)
+        return strdup("");
+    return folioctl_value_text(v);
+}
+
+static void folioctl_audit_csv_field(FILE *out, const char *s)
+{
+    bool quote = strpbrk(s, ",\"\n\r") != NULL || (s[0] != '\0' && strchr("=+-@", s[0]) != NULL &&
+                                                   !(s[0] == '-' && s[1] >= '0' && s[1] <= '9'));
+    if (!quote) {
+        fputs(s, out);
+        return;
+    }
+    /* a formula-like cell gets a leading quote so that a spreadsheet shows it as text */
+    fputc('"', out);
+    if (strchr("=+-@", s[0]) != NULL)
+        fputc('\'', out);
+    for (; *s != '\0'; s++) {
+        if (*s == '"')
+            fputc('"', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+static void folioctl_audit_html_text(FILE *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        switch (*s) {
+        case '<':
+            fputs("&lt;", out);
+            break;
+        case '>':
+            fputs("&gt;", out);
+            break;
+        case '&':
+            fputs("&amp;", out);
+            break;
+        case '"':
+            fputs("&quot;", out);
+            break;
+        case '\'':
+            fputs("&#39;", out);
+            break;
+        default:
+            fputc(*s, out);
+        }
+    }
+}
+
+/* One table: the title, the column names and rows of cells (all strings, owned). */
+struct folioctl_audit_table {
+    char title[96];
+    const char *cols[32];
+    size_t ncols;
+    char **cells; /* rows * ncols */
+    size_t nrows;
+    bool failed;
+};
+
+static void folioctl_audit_table_free(struct folioctl_audit_table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+}
+
+static void folioctl_audit_add_col(struct folioctl_audit_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->ncols; i++)
+        if (strcmp(t->cols[i], name) == 0)
+            return;
+    if (t->ncols < sizeof(t->cols) / sizeof(t->cols[0]))
+        t->cols[t->ncols++] = name;
+}
+
+/* Adds a row: label (may be NULL: no label column) then the object's plain members. */
+static void folioctl_audit_add_row(const struct folioctl_audit *fa, struct folioctl_audit_table *t,
+                                   const char *label, const json_t *obj)
+{
+    char **cells = realloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(char *));
+    if (cells == NULL) {
+        t->failed = true;
+        return;
+    }
+    t->cells = cells;
+    for (size_t c = 0; c < t->ncols; c++) {
+        const char *col = t->cols[c];
+        char *text;
+        if (label != NULL && c == 0)
+            text = fmt_sanitize(label);
+        else if (json_is_object(obj))
+            text = folioctl_audit_cell(fa, col, json_object_get(obj, col));
+        else
+            text = folioctl_audit_cell(fa, t->title, obj);
+        if (text == NULL)
+            t->failed = true;
+        cells[t->nrows * t->ncols + c] = text;
+    }
+    t->nrows++;
+}
+
+static int folioctl_audit_emit(const struct folioctl_audit *fa, struct folioctl_audit_table *t)
+{
+    FILE *out = fa->out;
+    int rc = FOLIOCTL_EXIT_OK;
+
+    if (t->failed) {
+        folioctl_err("out of memory");
+        return FOLIOCTL_EXIT_CONN;
+    }
+    if (fa->format == FA_TEXT) {
+        struct fmt_column cols[32];
+        struct fmt_table *ft;
+        for (size_t c = 0; c < t->ncols; c++) {
+            cols[c].header = t->cols[c];
+            cols[c].align = FMT_LEFT;
+            for (size_t r = 0; r < t->nrows; r++) {
+                const char *s = t->cells[r * t->ncols + c];
+                if (s != NULL && s[0] != '\0' && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) &&
+                    strspn(s, "-0123456789.") == strlen(s))
+                    cols[c].align = FMT_RIGHT;
+            }
+        }
+        fprintf(out, "\n%s\n", t->title);
+        if (t->nrows == 0) {
+            fprintf(out, "(none)\n");
+            return rc;
+        }
+        ft = fmt_table_new(cols, t->ncols);
+        if (ft == NULL)
+            return FOLIOCTL_EXIT_CONN;
+        for (size_t i = 0; i < t->nrows * t->ncols; i++)
+            fmt_table_add(ft, t->cells[i]);
+        if (!fmt_table_print(ft, out))
+            rc = FOLIOCTL_EXIT_USAGE;
+        fmt_table_free(ft);
+    } else if (fa->format == FA_CSV) {
+        fprintf(out, "# %s\n", t->title);
+        for (size_t c = 0; c < t->ncols; c++) {
+            if (c > 0)
+                fputc(',', out);
+            folioctl_audit_csv_field(out, t->cols[c]);
+        }
+        fputc('\n', out);
+        for (size_t r = 0; r < t->nrows; r++) {
+            for (size_t c = 0; c < t->ncols; c++) {
+                if (c > 0)
+                    fputc(',', out);
+                folioctl_audit_csv_field(out, t->cells[r * t->ncols + c]);
+            }
+            fputc('\n', out);
+        }
+        fputc('\n', out);
+    } else {
+        fputs("<h2>", out);
+        folioctl_audit_html_text(out, t->title);
+        fputs("</h2>\n<table>\n<tr>", out);
+        for (size_t c = 0; c < t->ncols; c++) {
+            fputs("<th>", out);
+            folioctl_audit_html_text(out, t->cols[c]);
+            fputs("</th>", out);
+        }
+        fputs("</tr>\n", out);
+        for (size_t r = 0; r < t->nrows; r++) {
+            fputs("<tr>", out);
+            for (size_t c = 0; c < t->ncols; c++) {
+                fputs("<td>", out);
+                folioctl_audit_html_text(out, t->cells[r * t->ncols + c]);
+                fputs("</td>", out);
+            }
+            fputs("</tr>\n", out);
+        }
+        fputs("</table>\n", out);
+    }
+    return ferror(out) ? FOLIOCTL_EXIT_USAGE : rc;
+}
+
+/* The tables of one report's content (see the section comment). */
+static int folioctl_audit_tables(const struct folioctl_audit *fa, const json_t *content)
+{
+    struct folioctl_audit_table summary = {.title = "summary"};
+    const char *key;
+    json_t *v;
+    int rc = FOLIOCTL_EXIT_OK;
+
+    folioctl_audit_add_col(&summary, "item");
+    folioctl_audit_add_col(&summary, "value");
+    json_object_foreach ((json_t *)content, key, v) {
+        struct folioctl_audit_table t = {0};
+        snprintf(t.title, sizeof(t.title), "%s", key);
+        if (json_is_array(v) && (json_array_size(v) == 0 || json_is_object(json_array_get(v, 0)))) {
+            size_t i;
+            json_t *el, *x;
+            const char *k2;
+            json_array_foreach (v, i, el)
+                json_object_foreach (el, k2, x)
+                    if (!json_is_object(x))
+                        folioctl_audit_add_col(&t, k2);
+            json_array_foreach (v, i, el)
+                folioctl_audit_add_row(fa, &t, NULL, el);
+        } else if (json_is_object(v)) {
+            const char *k2, *k3;
+            json_t *x, *y;
+            bool nested = json_object_size(v) > 0;
+            json_object_foreach (v, k2, x)
+                nested = nested && json_is_object(x);
+            if (nested) {
+                folioctl_audit_add_col(&t, "");
+                json_object_foreach (v, k2, x)
+                    json_object_foreach (x, k3, y)
+                        if (!json_is_object(y))
+                            folioctl_audit_add_col(&t, k3);
+                json_object_foreach (v, k2, x)
+                    folioctl_audit_add_row(fa, &t, k2, x);
+            } else {
+                folioctl_audit_add_col(&t, "item");
+                folioctl_audit_add_col(&t, "value");
+                json_object_foreach (v, k2, x) {
+                    char *cell = folioctl_audit_cell(fa, k2, x);
+                    char **cells = realloc(t.cells, (t.nrows + 1) * 2 * sizeof(char *));
+                    if (cells == NULL || cell == NULL) {
+                        free(cell);
+                        t.failed = true;
+                        if (cells != NULL)
+                            t.cells = cells;
+                        break;
+                    }
+                    t.cells = cells;
+                    cells[t.nrows * 2] = fmt_sanitize(k2);
+                    cells[t.nrows * 2 + 1] = cell;
+                    t.nrows++;
+                }
+            }
+        } else {
+            char **cells = realloc(summary.cells, (summary.nrows + 1) * 2 * sizeof(char *));
+            if (cells == NULL) {
+                summary.failed = true;
+                continue;
+            }
+            summary.cells = cells;
+            cells[summary.nrows * 2] = fmt_sanitize(key);
+            cells[summary.nrows * 2 + 1] = folioctl_audit_cell(fa, key, v);
+            summary.nrows++;
+            continue;
+        }
+        if (rc == FOLIOCTL_EXIT_OK)
+            rc = folioctl_audit_emit(fa, &t);
+        folioctl_audit_table_free(&t);
+    }
+    if (summary.nrows > 0 && rc == FOLIOCTL_EXIT_OK)
+        rc = folioctl_audit_emit(fa, &summary);
+    folioctl_audit_table_free(&summary);
+    return rc;
+}
+
+/* The minor units of the property the command is about (server.info). */
+static void folioctl_audit_currency(struct folioctl *ctl, const char *want)
+{
+    json_t *response = NULL, *p;
+    size_t i;
+
+    if (!client_call(ctl->client, "server.info", NULL, &response))
+        return;
+    json_t *res = client_response_result(response);
+    const char *mine = json_string_value(folioctl_get(res, "identity.property"));
+    json_array_foreach (json_object_get(res, "properties"), i, p) {
+        const char *code = json_string_value(json_object_get(p, "code"));
+        json_int_t mu = json_integer_value(json_object_get(p, "minor_units"));
+        const char *cur = json_string_value(json_object_get(p, "currency"));
+        const char *pick = want != NULL ? want : mine;
+        if (code == NULL ||
+            (pick != NULL ? strcmp(code, pick) != 0
+                          : json_array_size(json_object_get(res, "properties")) != 1))
+            continue;
+        if (mu >= 0 && mu <= FMT_MAX_MINOR_UNITS)
+            ctl->minor_units = (unsigned)mu;
+        if (cur != NULL && strlen(cur) < sizeof(ctl->currency)) {
+            snprintf(ctl->currency, sizeof(ctl->currency), "%s", cur);
+            snprintf(ctl->cur_suffix, sizeof(ctl->cur_suffix), " %s", cur);
+        }
+    }
+    json_decref(response);
+    ctl->currency_known = true;
+}
+
+static json_t *folioctl_audit_params(const struct folioctl_audit *fa)
+{
+    json_t *p = json_object();
+    if (p != NULL && fa->property != NULL)
+        json_object_set_new(p, "property", json_string(fa->property));
+    return p;
+}
+
+/* One line about a run: its date, status, step and progress. */
+static void folioctl_audit_line(const json_t *run)
+{
+    char date[16], status[32], step[32], done[32], total[32];
+
+    folioctl_text(run, "business_date", date, sizeof(date));
+    folioctl_text(run, "status", status, sizeof(status));
+    folioctl_text(run, "step", step, sizeof(step));
+    folioctl_text(run, "progress.done", done, sizeof(done));
+    folioctl_text(run, "progress.total", total, sizeof(total));
+    printf("audit of %s: %s, step %s (%s of %s)\n", date, status, step, done, total);
+    fflush(stdout);
+}
+
+static int folioctl_audit_status(struct folioctl_audit *fa)
+{
+    json_t *result;
+    int rc = folioctl_call(fa->ctl, "audit.status", folioctl_audit_params(fa), &result);
+    char buf[128], buf2[128];
+
+    if (rc != FOLIOCTL_EXIT_OK)
+        return rc;
+    if (fa->ctl->json) {
+        folioctl_print_json(result, JSON_COMPACT);
+        json_decref(result);
+        return rc;
+    }
+    printf("property %s, business date %s, last closed %s\n",
+           folioctl_text(result, "property", buf, sizeof(buf)),
+           folioctl_text(result, "business_date", buf2, sizeof(buf2)),
+           json_is_string(json_object_get(result, "last_closed"))
+               ? json_string_value(json_object_get(result, "last_closed"))
+               : "-");
+    printf("schedule %s at %s (%s), next due %s\n",
+           json_is_true(json_object_get(result, "schedule")) ? "on" : "off",
+           folioctl_text(result, "audit_time", buf, sizeof(buf)),
+           folioctl_text(result, "timezone", buf2, sizeof(buf2)),
+           json_string_value(json_object_get(result, "next_audit_at")) != NULL
+               ? json_string_value(json_object_get(result, "next_audit_at"))
+               : "-");
+    if (json_is_object(json_object_get(result, "run"))) {
+        const json_t *run = json_object_get(result, "run");
+        static const struct fmt_column cols[] = {
+            {"step", FMT_LEFT}, {"status", FMT_LEFT}, {"done", FMT_RIGHT}, {"total", FMT_RIGHT}};
+        struct fmt_table *t = fmt_table_new(cols, 4);
+        size_t i;
+        json_t *s;
+        folioctl_audit_line(run);
+        if (json_is_object(json_object_get(run, "error")))
+            printf("error: %s\n", folioctl_text(run, "error.message", buf, sizeof(buf)));
+        if (t == NULL) {
+            json_decref(result);
+            return FOLIOCTL_EXIT_CONN;
+        }
+        json_array_foreach (json_object_get(run, "steps"), i, s) {
+            fmt_table_add(t, folioctl_text(s, "step", buf, sizeof(buf)));
+            fmt_table_add(t, folioctl_text(s, "status", buf, sizeof(buf)));
+            fmt_table_add(t, folioctl_text(s, "done", buf, sizeof(buf)));
+            fmt_table_add(t, folioctl_text(s, "total", buf, sizeof(buf)));
+        }
+        if (!fmt_table_print(t, stdout))
+            rc = FOLIOCTL_EXIT_USAGE;
+        fmt_table_free(t);
+    } else {
+        printf("no audit has run yet\n");
+    }
+    json_decref(result);
+    return rc;
+}
+
+/* audit.run, then follow the run until it is done, blocked or failed. */
+static int folioctl_audit_run(struct folioctl_audit *fa)
+{
+    struct folioctl *ctl = fa->ctl;
+    json_t *params = folioctl_audit_params(fa), *response = NULL, *msg;
+    struct client_rpc_error e;
+    char last[128] = "";
+    int rc = FOLIOCTL_EXIT_OK;
+
+    if (!client_call(ctl->client, "audit.run", params, &response)) {
+        json_decref(params);
+        return folioctl_transport_error(ctl);
+    }
+    json_decref(params);
+    if (client_response_error(response, &e)) {
+        if (e.reason == NULL || strcmp(e.reason, "audit_in_progress") != 0) {
+            rc = folioctl_rpc_error(ctl, response);
+            if (e.reason != NULL && strcmp(e.reason, "audit_blocked") == 0 && !ctl->json) {
+                json_t *data = json_object_get(json_object_get(response, "error"), "data");
+                struct folioctl_audit sub = *fa;
+                sub.out = stderr;
+                sub.format = FA_TEXT;
+                (void)folioctl_audit_tables(&sub, json_object_get(data, "blockers"));
+            }
+            json_decref(response);
+            return rc;
+        }
+        fprintf(stderr, "folioctl: the audit is running already; following it\n");
+    } else if (!ctl->json) {
+        folioctl_audit_line(client_response_result(response));
+    }
+    json_decref(response);
+    /* audit.progress notifications after each step; audit.status when none come for a while */
+    for (int quiet = 0;;) {
+        json_t *run = NULL;
+        if (client_next(ctl->client, 1000, &msg)) {
+            const char *method = json_string_value(json_object_get(msg, "method"));
+            if (method != NULL && strcmp(method, "audit.progress") == 0)
+                run = json_incref(json_object_get(msg, "params"));
+            json_decref(msg);
+            quiet = 0;
+            if (run == NULL)
+                continue;
+        } else if (client_error_kind(ctl->client) != CLIENT_ERR_TIMEOUT) {
+            return folioctl_transport_error(ctl);
+        } else {
+            json_t *st;
+            if (++quiet < 3)
+                continue;
+            quiet = 0;
+            rc = folioctl_call(ctl, "audit.status", folioctl_audit_params(fa), &st);
+            if (rc != FOLIOCTL_EXIT_OK)
+                return rc;
+            run = json_incref(json_object_get(st, "run"));
+            json_decref(st);
+            if (!json_is_object(run)) {
+                json_decref(run);
+                continue;
+            }
+        }
+        const char *status = json_string_value(json_object_get(run, "status"));
+        char now[128];
+        snprintf(now, sizeof(now), "%s/%s/%" JSON_INTEGER_FORMAT, status != NULL ? status : "?",
+                 json_string_value(json_object_get(run, "step")) != NULL
+                     ? json_string_value(json_object_get(run, "step"))
+                     : "?",
+                 json_integer_value(folioctl_get(run, "progress.done")));
+        if (strcmp(now, last) != 0) {
+            snprintf(last, sizeof(last), "%s", now);
+            if (ctl->json)
+                folioctl_print_json(run, JSON_COMPACT);
+            else
+                folioctl_audit_line(run);
+        }
+        if (status != NULL && strcmp(status, "running") != 0) {
+            if (strcmp(status, "done") != 0) {
+                char buf[512];
+                folioctl_err("the audit stopped: %s (%s)", status,
+                             folioctl_text(run, "error.message", buf, sizeof(buf)));
+                rc = FOLIOCTL_EXIT_RPC;
+            }
+            json_decref(run);
+            return rc;
+        }
+        json_decref(run);
+    }
+}
+
+static int folioctl_audit_report(struct folioctl_audit *fa, const char *date, const char *kind,
+                                 const char *path)
+{
+    struct folioctl *ctl = fa->ctl;
+    json_t *params = folioctl_audit_params(fa), *result;
+    char buf[64], buf2[64];
+    int rc;
+
+    if (params == NULL)
+        return FOLIOCTL_EXIT_CONN;
+    json_object_set_new(params, "date", json_string(date));
+    json_object_set_new(params, "kind", json_string(kind));
+    rc = folioctl_call(ctl, "audit.report", params, &result);
+    if (rc != FOLIOCTL_EXIT_OK)
+        return rc;
+    if (ctl->json && path == NULL) {
+        folioctl_print_json(result, JSON_COMPACT);
+        json_decref(result);
+        return rc;
+    }
+    fa->out = stdout;
+    if (path != NULL) {
+        fa->out = fopen(path, "w");
+        if (fa->out == NULL) {
+            folioctl_err("cannot write %s: %s", path, strerror(errno));
+            json_decref(result);
+            return FOLIOCTL_EXIT_USAGE;
+        }
+    }
+    folioctl_text(result, "property", buf, sizeof(buf));
+    folioctl_text(result, "business_date", buf2, sizeof(buf2));
+    if (fa->format == FA_HTML) {
+        fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>", fa->out);
+        folioctl_audit_html_text(fa->out, kind);
+        fputs("</title><style>body{font-family:sans-serif}table{border-collapse:collapse;"
+              "margin-bottom:1em}td,th{border:1px solid #999;padding:2px 6px}"
+              "</style></head><body>\n<h1>",
+              fa->out);
+        folioctl_audit_html_text(fa->out, kind);
+        fputs(" report, ", fa->out);
+        folioctl_audit_html_text(fa->out, buf);
+        fputs(", business date ", fa->out);
+        folioctl_audit_html_text(fa->out, buf2);
+        fprintf(fa->out, "</h1>\n<p>amounts in %s</p>\n",
+                ctl->currency[0] != '\0' ? ctl->currency : "major units");
+    } else if (fa->format == FA_CSV) {
+        fprintf(fa->out, "# %s report, %s, business date %s, amounts in %s\n", kind, buf, buf2,
+                ctl->currency[0] != '\0' ? ctl->currency : "major units");
+    } else {
+        fprintf(fa->out, "%s report of %s, business date %s%s%s\n", kind, buf, buf2,
+                ctl->currency[0] != '\0' ? ", amounts in " : "", ctl->currency);
+    }
+    rc = folioctl_audit_tables(fa, json_object_get(result, "content"));
+    if (fa->format == FA_HTML)
+        fputs("</body></html>\n", fa->out);
+    if (path != NULL) {
+        if (fclose(fa->out) != 0 && rc == FOLIOCTL_EXIT_OK) {
+            folioctl_err("cannot write %s: %s", path, strerror(errno));
+            rc = FOLIOCTL_EXIT_USAGE;
+        }
+        if (rc == FOLIOCTL_EXIT_OK && !ctl->json)
+            printf("%s report of %s written to %s\n", kind, buf2, path);
+    }
+    json_decref(result);
+    return rc;
+}
+
+/* audit run [--property P] | audit status [--property P]
+ * | audit report DATE KIND [--csv FILE | --html FILE] [--property P] */
+static int folioctl_cmd_audit(struct folioctl *ctl, int argc, char **argv)
+{
+    struct folioctl_audit fa = {.ctl = ctl, .out = stdout, .format = FA_TEXT};
+    const char *pos[3] = {NULL, NULL, NULL}, *path = NULL;
+    size_t npos = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--property") == 0 || strcmp(a, "--csv") == 0 || strcmp(a, "--html") == 0) {
+            if (i + 1 >= argc)
+                return folioctl_usage_error("%s needs a value", a);
+            if (strcmp(a, "--property") == 0) {
+                fa.property = argv[++i];
+            } else {
+                if (path != NULL)
+                    return folioctl_usage_error("give --csv or --html once");
+                fa.format = strcmp(a, "--csv") == 0 ? FA_CSV : FA_HTML;
+                path = argv[++i];
+            }
+        } else if (a[0] == '-' && a[1] == '-') {
+            return folioctl_usage_error("audit: unknown option %s", a);
+        } else if (npos < 3) {
+            pos[npos++] = a;
+        } else {
+            return folioctl_usage_error("audit: too many arguments");
+        }
+    }
+    if (strcmp(argv[0], "report") == 0) {
+        if (npos != 2 || !fmt_is_date(pos[0]))
+            return folioctl_usage_error("usage: folioctl audit report DATE KIND [--csv FILE | "
+                                        "--html FILE] [--property P]");
+        fa.kind = pos[1];
+    } else if ((strcmp(argv[0], "run") != 0 && strcmp(argv[0], "status") != 0) || npos != 0 ||
+               path != NULL) {
+        return folioctl_usage_error("usage: folioctl audit run|status [--property P] | audit "
+                                    "report DATE KIND [--csv FILE | --html FILE]");
+    }
+    folioctl_audit_currency(ctl, fa.property);
+    if (strcmp(argv[0], "run") == 0)
+        return folioctl_audit_run(&fa);
+    if (strcmp(argv[0], "status") == 0)
+        return folioctl_audit_status(&fa);
+    return folioctl_audit_report(&fa, pos[0], pos[1], path);
+}
 
 /* ---- main ---- */
 

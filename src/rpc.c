@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "conn.h"
 #include "db.h"
@@ -341,6 +342,24 @@ static const struct rpc_param p_ar_aging[] = {
     P_END,
 };
 
+/* night audit and reports (docs/audit.md) */
+static const struct rpc_param p_audit_run[] = {
+    P_STR("property", false, 1, 16),
+    P_DATE("date", false),
+    P_END,
+};
+static const struct rpc_param p_audit_report[] = {
+    P_STR("property", false, 1, 16),
+    P_DATE("date", true),
+    P_STR("kind", false, 1, 32),
+    P_END,
+};
+static const struct rpc_param p_report[] = {
+    P_STR("property", false, 1, 16),
+    P_DATE("date", false),
+    P_END,
+};
+
 /* ---- the method table ---- */
 
 #define R(x) ROLE_BIT(ROLE_##x)
@@ -418,6 +437,21 @@ static const struct rpc_method methods[] = {
     {"ar.transfer", sqlcall_handler, FD, 0, p_ar_transfer, SQL("api_ar_transfer")},
     {"ar.pay", sqlcall_handler, FD, 0, p_ar_pay, SQL("api_ar_pay")},
     {"ar.aging", sqlcall_handler, ROLES_STAFF, 0, p_ar_aging, SQL("api_ar_aging")},
+
+    {"audit.run", audit_run, R(AUDITOR) | R(MANAGER), 0, p_audit_run, NULL},
+    {"audit.status", sqlcall_handler, ROLES_STAFF, 0, p_property_scope, SQL("api_audit_status")},
+    {"audit.report", sqlcall_handler, R(AUDITOR) | R(MANAGER), 0, p_audit_report,
+     SQL("api_audit_report")},
+    {"report.in_house", sqlcall_handler, R(CASHIER) | R(AUDITOR) | R(MANAGER), 0, p_report,
+     SQL("api_report_in_house")},
+    {"report.trial_balance", sqlcall_handler, R(AUDITOR) | R(MANAGER), 0, p_report,
+     SQL("api_report_trial_balance")},
+    {"report.revenue", sqlcall_handler, R(AUDITOR) | R(MANAGER), 0, p_report,
+     SQL("api_report_revenue")},
+    {"report.high_balance", sqlcall_handler, R(AUDITOR) | R(MANAGER), 0, p_report,
+     SQL("api_report_high_balance")},
+    {"report.cashier", sqlcall_handler, R(AUDITOR) | R(MANAGER), 0, p_report,
+     SQL("api_report_cashier")},
 
     {"pos.hello", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_none, SQL("api_pos_hello")},
     {"pos.inquiry", sqlcall_handler, R(OUTLET), RPC_F_POS_ANSWER, p_pos_inquiry,

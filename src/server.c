@@ -19,6 +19,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "audit.h"
 #include "conn.h"
 #include "db.h"
 #include "log.h"
@@ -55,6 +56,11 @@ bool server_init(struct server *srv, struct event_base *base, struct foliod_conf
     srv->db = db_pool_new(base, &srv->cfg);
     if (srv->db == NULL) {
         log_error("cannot create the database pool");
+        return false;
+    }
+    srv->audit = audit_new(srv);
+    if (srv->audit == NULL) {
+        log_error("cannot start the night audit's schedule");
         return false;
     }
     return true;
@@ -278,6 +284,7 @@ void server_free(struct server *srv)
     while (srv->conns.next != &srv->conns)
         conn_close(node_conn(srv->conns.next), "daemon stopped");
     /* Pending queries and hashes answer "unavailable" to connections that are closed now. */
+    audit_free(srv->audit);
     db_pool_free(srv->db);
     auth_workers_free(srv->auth);
     if (srv->drain_timer != NULL)
