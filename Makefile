@@ -106,6 +106,16 @@ fuzz: $(FUZZ_TARGETS)
 fuzz-smoke: $(FUZZ_TARGETS)
 	$(call fuzz_run,$(FUZZ_SMOKE_SECONDS))
 
+# ---- benchmark: bench/run.sh (release build, private PostgreSQL + foliod, about 7 minutes) ----
+$(BUILD)/loadgen: bench/loadgen.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIBS)
+
+bench:
+	$(MAKE) SAN=0 BUILD=build all
+	$(MAKE) SAN=0 BUILD=build WERROR=-Werror build/loadgen
+	bash bench/run.sh build
+
 run: all
 	bash scripts/run.sh $(BUILD)
 
