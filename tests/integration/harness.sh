@@ -111,8 +111,9 @@ done
 unset FOLIOD_PG_FAST
 
 # GHOST: a certificate of the development CA for an outlet that does not exist; OFFLINE: one
-# for an outlet that test_pos creates disabled.
-fe_tls "$TLS_DIR" "${FOLIOD_DEMO_OUTLETS[@]}" GHOST OFFLINE 2>"$T/tls.log" || {
+# for an outlet that test_pos creates disabled; AUNAPOS and AUNABAR: outlets of test_audit's
+# own property.
+fe_tls "$TLS_DIR" "${FOLIOD_DEMO_OUTLETS[@]}" GHOST OFFLINE AUNAPOS AUNABAR 2>"$T/tls.log" || {
     cat "$T/tls.log" >&2
     setup_fail "tls.sh"
 }

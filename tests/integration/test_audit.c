@@ -981,6 +981,185 @@ static void test_schedule(void **state)
     daemon_stop(&d);
 }
 
+/* A POS posting of an outlet of the property being audited. */
+static json_t *na_post(struct client *outlet, const char *key, const char *room, json_int_t amount)
+{
+    json_t *r = itest_call_ok(
+        outlet, "pos.post",
+        json_pack("{s:s, s:s, s:s, s:[{s:s, s:I}], s:I}", "key", key, "room", room, "check", key,
+                  "subtotals", "code", "MISC", "amount", amount, "total",
+                  (json_int_t)itest_split_total("MISC", amount)));
+    return r;
+}
+
+static void na_expect(json_t *answer, const char *status, const char *reason)
+{
+    if (strcmp(itest_str(answer, "status"), status) != 0 ||
+        strcmp(itest_str(answer, "reason"), reason) != 0)
+        fail_msg("expected %s %s, got %s", status, reason, dump(answer));
+}
+
+/* The number of postings with the outlet's source and the check (the key) as reference, and the
+ * business date of the last one. */
+static long na_postings(const char *key, char *date)
+{
+    char q[512], out[64];
+    snprintf(q, sizeof(q),
+             "SELECT count(*) || ' ' || coalesce(max(p.business_date)::text, '-') FROM pos_requests r"
+             " JOIN postings p ON p.id = ANY (r.posting_ids) WHERE r.key = '%s'"
+             " AND p.parent_id IS NULL",
+             key);
+    sql_text(q, out, sizeof(out));
+    long n = strtol(out, NULL, 10);
+    if (date != NULL)
+        snprintf(date, 11, "%s", strchr(out, ' ') + 1);
+    return n;
+}
+
+/* The next notification `method` on an outlet's connection (others are dropped), pinging it
+ * and the connections of `others` (NULL-terminated, may be NULL) while waiting, so that none
+ * is closed as idle; fails after timeout_ms. */
+static json_t *na_notification(struct client *c, const char *method, int timeout_ms,
+                               struct client *const *others)
+{
+    int64_t deadline = itest_now_ms() + timeout_ms;
+    for (;;) {
+        json_t *n;
+        while ((n = client_take_notification(c)) != NULL) {
+            const char *m = itest_str(n, "method");
+            if (m != NULL && strcmp(m, method) == 0)
+                return n;
+            json_decref(n);
+        }
+        if (itest_now_ms() > deadline)
+            fail_msg("no %s notification in %d ms", method, timeout_ms);
+        json_decref(itest_call_ok(c, "server.ping", NULL));
+        for (size_t i = 0; others != NULL && others[i] != NULL; i++)
+            json_decref(itest_call_ok(others[i], "server.ping", NULL));
+        sleep_ms(50);
+    }
+}
+
+/*
+ * POS postings during the audit: an outlet whose policy has block_during_audit is answered NA
+ * night_audit while the audit runs (nothing stored: the same key posts once it has finished);
+ * a key answered before the audit is replayed, not refused; an outlet without the policy posts
+ * on the open date meanwhile; every outlet hears audit.started and audit.finished.
+ */
+static void test_pos_during_audit(void **state)
+{
+    (void)state;
+    const char *P = "AUNA";
+    char before[11], after[11], date[11];
+    setup_property(P, "auna", json_pack("{s:i, s:i}", "audit_step_delay_ms", 300, "audit_chunk", 1));
+    struct client *admin = itest_connect_user("admin");
+    itest_create(admin, "outlet.create",
+                 json_pack("{s:s, s:s, s:s, s:s, s:{s:[s], s:b}}", "property", P, "code",
+                           "AUNAPOS", "name", "Blocked during the audit", "cert_cn", "AUNAPOS",
+                           "policy", "allowed_codes", "MISC", "block_during_audit", 1));
+    itest_create(admin, "outlet.create",
+                 json_pack("{s:s, s:s, s:s, s:s, s:{s:[s]}}", "property", P, "code", "AUNABAR",
+                           "name", "Posts during the audit", "cert_cn", "AUNABAR", "policy",
+                           "allowed_codes", "MISC"));
+    itest_close(admin);
+
+    struct client *cashier = login("auna", "cashier");
+    struct client *auditor = login("auna", "auditor");
+    itest_business_date(cashier, P, before);
+    for (int i = 0; i < 4; i++)
+        check_in(cashier, P, rooms10[i], "Nightly", 10000, 1, NULL);
+
+    bool ok;
+    struct client *blocked = itest_connect_cert("outlet-AUNAPOS", &ok);
+    assert_true(ok);
+    struct client *bar = itest_connect_cert("outlet-AUNABAR", &ok);
+    assert_true(ok);
+
+    json_t *a = na_post(blocked, "auna-k1", "101", 1000);
+    na_expect(a, "OK", "posted");
+    json_decref(a);
+
+    /* the audit answers after its first step; every later step sleeps 300 ms */
+    json_t *r = itest_call_ok(auditor, "audit.run", json_pack("{s:s}", "property", P));
+    assert_string_equal(itest_str(r, "status"), "running");
+    json_decref(r);
+
+    json_t *n = na_notification(blocked, "audit.started", 5000, NULL);
+    assert_string_equal(itest_str(json_object_get(n, "params"), "business_date"), before);
+    json_decref(n);
+
+    a = na_post(blocked, "auna-k2", "102", 2000);
+    na_expect(a, "NA", "night_audit");
+    assert_string_equal(itest_str(a, "key"), "auna-k2");
+    json_decref(a);
+    a = na_post(blocked, "auna-k1", "101", 1000); /* answered before: replayed */
+    na_expect(a, "OK", "posted");
+    assert_true(json_is_true(json_object_get(a, "replayed")));
+    json_decref(a);
+    a = itest_call_ok(blocked, "pos.status", json_pack("{s:s}", "key", "auna-k2"));
+    if (strcmp(itest_str(a, "status"), "OK") == 0)
+        fail_msg("an NA answer was stored as posted: %s", dump(a));
+    json_decref(a);
+
+    /* an outlet without the policy posts on the open date meanwhile: once the date has rolled,
+     * on the new one */
+    json_decref(na_notification(bar, "audit.started", 5000, NULL));
+    for (int64_t deadline = itest_now_ms() + 20000;;) {
+        r = itest_call_ok(auditor, "audit.status", json_pack("{s:s}", "property", P));
+        json_t *steps = json_object_get(json_object_get(r, "run"), "steps"), *stp;
+        size_t k;
+        bool rolled = false;
+        json_array_foreach (steps, k, stp)
+            if (strcmp(itest_str(stp, "step"), "roll") == 0 &&
+                strcmp(itest_str(stp, "status"), "done") == 0)
+                rolled = true;
+        json_decref(r);
+        if (rolled)
+            break;
+        if (itest_now_ms() > deadline)
+            fail_msg("the audit of %s did not roll the date", P);
+        json_decref(itest_call_ok(bar, "server.ping", NULL));
+        sleep_ms(20);
+    }
+    a = na_post(bar, "auna-b1", "103", 3000);
+    na_expect(a, "OK", "posted");
+    json_decref(a);
+    r = itest_call_ok(auditor, "audit.status", json_pack("{s:s}", "property", P));
+    const char *run_status = itest_str(json_object_get(r, "run"), "status");
+    if (strcmp(run_status, "running") != 0)
+        fail_msg("the audit finished before the postings during it were tried: %s", dump(r));
+    json_decref(r);
+
+    /* audit.finished comes at the run's end (the other connections are kept busy meanwhile) */
+    struct client *const others[] = {bar, cashier, auditor, NULL};
+    n = na_notification(blocked, "audit.finished", 60000, others);
+    json_t *st = wait_audit(auditor, P, 10000);
+    assert_string_equal(itest_str(json_object_get(st, "run"), "status"), "done");
+    json_decref(st);
+    itest_business_date(cashier, P, after);
+    assert_string_not_equal(before, after);
+    assert_string_equal(itest_str(json_object_get(n, "params"), "next_business_date"), after);
+    json_decref(n);
+
+    /* the refused key posts now, once, on the new date */
+    a = na_post(blocked, "auna-k2", "102", 2000);
+    na_expect(a, "OK", "posted");
+    assert_false(json_is_true(json_object_get(a, "replayed")));
+    json_decref(a);
+    assert_int_equal(na_postings("auna-k2", date), 1);
+    assert_string_equal(date, after);
+    assert_int_equal(na_postings("auna-k1", date), 1);
+    assert_string_equal(date, before);
+    /* the bar's posting during the audit went to the open date, never to the closed one */
+    assert_int_equal(na_postings("auna-b1", date), 1);
+    assert_string_equal(date, after);
+
+    itest_close(blocked);
+    itest_close(bar);
+    itest_close(cashier);
+    itest_close(auditor);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -988,6 +1167,7 @@ int main(void)
         ITEST(test_kill_and_resume),
         ITEST(test_two_daemons),
         ITEST(test_schedule),
+        ITEST(test_pos_during_audit),
     };
     return cmocka_run_group_tests_name("audit", tests, itest_group_setup, NULL);
 }
