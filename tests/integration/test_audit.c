@@ -21,17 +21,10 @@
  */
 #include "itest.h"
 
-#include <fcntl.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -496,124 +489,11 @@ static void test_multi_day(void **state)
     json_decref(r);
 }
 
-/* ---- daemons of the test's own ---- */
+/* ---- daemons of the test's own (itest_daemon_*) ---- */
 
-struct daemon {
-    pid_t pid;
-    unsigned port;
-    char conf[512];
-    char log[512];
-};
-
-static unsigned free_port(void)
+static struct client *daemon_login(const struct itest_daemon *d, const char *user)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t len = sizeof(sa);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static struct client *connect_to(const struct daemon *d)
-{
-    struct client_options opts;
-    itest_options(&opts);
-    opts.port = d->port;
-    struct client *c = client_new(&opts);
-    assert_non_null(c);
-    if (!client_connect(c)) {
-        client_close(c);
-        return NULL;
-    }
-    return c;
-}
-
-/* Starts BIN on d->port (chosen the first time) with a copy of the harness's configuration. */
-static void daemon_start(struct daemon *d, const char *name)
-{
-    const char *bin = getenv("FOLIOD_TEST_BIN");
-    const char *conf = getenv("FOLIOD_TEST_CONF");
-    const char *dir = getenv("FOLIOD_TEST_DIR");
-    if (bin == NULL || conf == NULL || dir == NULL)
-        fail_msg("FOLIOD_TEST_BIN, FOLIOD_TEST_CONF and FOLIOD_TEST_DIR must be set");
-    if (d->port == 0) {
-        static char base[16384];
-        FILE *f = fopen(conf, "r");
-        assert_non_null(f);
-        size_t n = fread(base, 1, sizeof(base) - 1, f);
-        fclose(f);
-        base[n] = '\0';
-        d->port = free_port();
-        snprintf(d->conf, sizeof(d->conf), "%s/%s.conf", dir, name);
-        snprintf(d->log, sizeof(d->log), "%s/%s.log", dir, name);
-        f = fopen(d->conf, "w");
-        assert_non_null(f);
-        fprintf(f, "%s\n[server]\nlisten_port = %u\n", base, d->port);
-        fclose(f);
-    }
-    d->pid = fork();
-    assert_true(d->pid >= 0);
-    if (d->pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd < 0)
-            _exit(126);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execl(bin, bin, "-c", d->conf, (char *)NULL);
-        _exit(127);
-    }
-    int64_t deadline = itest_now_ms() + 20000;
-    while (itest_now_ms() < deadline) {
-        struct client *c = connect_to(d);
-        if (c != NULL) {
-            client_close(c);
-            return;
-        }
-        sleep_ms(100);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, NULL, 0);
-    fail_msg("foliod on port %u did not start (see %s)", d->port, d->log);
-}
-
-static void daemon_kill(struct daemon *d)
-{
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, NULL, 0);
-    d->pid = 0;
-}
-
-static void daemon_stop(struct daemon *d)
-{
-    int status = 0;
-    kill(d->pid, SIGTERM);
-    int64_t deadline = itest_now_ms() + 15000;
-    pid_t got;
-    while ((got = waitpid(d->pid, &status, WNOHANG)) == 0 && itest_now_ms() < deadline)
-        sleep_ms(50);
-    if (got == 0) {
-        daemon_kill(d);
-        fail_msg("foliod on port %u did not stop within 15 s", d->port);
-    }
-    d->pid = 0;
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    FILE *f = fopen(d->log, "r");
-    char line[4096];
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-        if (strstr(line, "AddressSanitizer") != NULL || strstr(line, "runtime error") != NULL)
-            fail_msg("%s: %s", d->log, line);
-    if (f != NULL)
-        fclose(f);
-}
-
-static struct client *daemon_login(const struct daemon *d, const char *user)
-{
-    struct client *c = connect_to(d);
+    struct client *c = itest_daemon_connect(d);
     assert_non_null(c);
     json_t *resp = NULL;
     assert_true(client_call_new(c, "session.login",
@@ -766,12 +646,12 @@ static void test_kill_and_resume(void **state)
     run_audit(aa, PA, da);
     itest_close(aa); /* the harness closes connections idle for 5 s */
 
-    struct daemon d = {0};
+    struct itest_daemon d = {0};
     static const int kill_after_ms[] = {100, 300, 100, 500, 200, 800, 300, 1200};
     size_t kills = 0;
     bool terminated_backend = false, posted_during = false;
     char steps_hit[512] = "";
-    daemon_start(&d, "audit-kill");
+    itest_daemon_start(&d, "audit-kill", NULL);
     for (int round = 0; round < 40; round++) {
         struct client *c = daemon_login(&d, "autbauditor");
         /* done already (the killed daemon's last step committed)? then stop: another
@@ -829,9 +709,9 @@ static void test_kill_and_resume(void **state)
                      kills > 0 ? "," : "", json_string_value(itest_path(s2, "result.run.step")));
             json_decref(s2);
             client_close(c);
-            daemon_kill(&d);
+            itest_daemon_kill(&d);
             kills++;
-            daemon_start(&d, "audit-kill");
+            itest_daemon_spawn(&d);
             continue;
         }
         /* no more kills: let it finish */
@@ -866,7 +746,8 @@ static void test_kill_and_resume(void **state)
              PB, db);
     sql_text(q, st, sizeof(st));
     assert_string_equal(st, "1");
-    daemon_stop(&d);
+    itest_daemon_stop(&d, 15000);
+    itest_daemon_assert_clean_log(&d);
 }
 
 static void test_two_daemons(void **state)
@@ -880,9 +761,9 @@ static void test_two_daemons(void **state)
     check_in(c, P, "102", "Pacer", 12000, 2, NULL);
     itest_close(c);
 
-    struct daemon d1 = {0}, d2 = {0};
-    daemon_start(&d1, "audit-race-1");
-    daemon_start(&d2, "audit-race-2");
+    struct itest_daemon d1 = {0}, d2 = {0};
+    itest_daemon_start(&d1, "audit-race-1", NULL);
+    itest_daemon_start(&d2, "audit-race-2", NULL);
     struct client *c1 = daemon_login(&d1, "auraceauditor");
     struct client *c2 = daemon_login(&d2, "auraceauditor");
     json_t *p = json_pack("{s:s}", "property", P);
@@ -923,8 +804,10 @@ static void test_two_daemons(void **state)
     json_decref(s);
     client_close(c1);
     client_close(c2);
-    daemon_stop(&d1);
-    daemon_stop(&d2);
+    itest_daemon_stop(&d1, 15000);
+    itest_daemon_assert_clean_log(&d1);
+    itest_daemon_stop(&d2, 15000);
+    itest_daemon_assert_clean_log(&d2);
 }
 
 static void test_schedule(void **state)
@@ -957,8 +840,8 @@ static void test_schedule(void **state)
                       json_pack("{s:s, s:{s:b}}", "code", P, "settings", "audit_schedule", 1)));
     itest_close(admin);
 
-    struct daemon d = {0};
-    daemon_start(&d, "audit-schedule");
+    struct itest_daemon d = {0};
+    itest_daemon_start(&d, "audit-schedule", NULL);
     struct client *a = itest_connect_user("auschedauditor");
     int64_t deadline = itest_now_ms() + 30000;
     for (;;) {
@@ -978,7 +861,8 @@ static void test_schedule(void **state)
         sleep_ms(200);
     }
     set_settings(P, json_pack("{s:b}", "audit_schedule", 0));
-    daemon_stop(&d);
+    itest_daemon_stop(&d, 15000);
+    itest_daemon_assert_clean_log(&d);
 }
 
 /* A POS posting of an outlet of the property being audited. */
