@@ -25,7 +25,9 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 $(WARN) $(WERROR)
              -fstack-protector-strong -fPIE -Iinclude $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
 LDFLAGS_ALL = -pie -Wl,-z,relro,-z,now $(SANLD) $(LDFLAGS)
 LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
-TEST_LIBS = $(LIBS) $(shell pkg-config --libs cmocka)
+TEST_LIBS = $(LIBS) $(shell pkg-config --libs cmocka) $(PDF_LIBS)
+# libharu (PDF statements) has no pkg-config file; only folioctl and the tests link it.
+PDF_LIBS = -lhpdf
 
 # Every module but the two programs' entry points goes into the core archive.
 CORE_SRCS = $(filter-out src/main.c src/folioctl.c src/possim.c,$(wildcard src/*.c))
@@ -53,7 +55,7 @@ $(BUILD)/foliod: $(BUILD)/obj/main.o $(BUILD)/libfoliod.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(BUILD)/folioctl: $(BUILD)/obj/folioctl.o $(BUILD)/libfoliod.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(PDF_LIBS)
 
 # The POS simulator: an outlet's side of the POS interface, for people and tests.
 $(BUILD)/possim: $(BUILD)/obj/possim.o $(BUILD)/libfoliod.a

@@ -7,7 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
     gcc make pkg-config
-    libevent-dev libjansson-dev libcmocka-dev libpq-dev libssl-dev
+    libevent-dev libjansson-dev libcmocka-dev libpq-dev libssl-dev libhpdf-dev
     openssl ca-certificates
     postgresql-15 postgresql-client-15
     clang libclang-rt-14-dev

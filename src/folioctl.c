@@ -32,6 +32,7 @@
 
 #include "client.h"
 #include "fmt.h"
+#include "pdf.h"
 #include "rpc.h"
 
 enum folioctl_exit {
@@ -145,7 +146,7 @@ static void folioctl_usage(FILE *out)
             "          [--property P]\n"
             "  group GROUP_ID|CODE [--property P]\n"
             "  group-checkout GROUP_ID [--pay METHOD:AMOUNT]...\n"
-            "  statement FOLIO_ID [--html] [-o FILE]\n"
+            "  statement FOLIO_ID [--html | --pdf] [-o FILE]\n"
             "  close-day [--property P]   close the business date (manager)\n"
             "\n"
             "Cashier shifts and city ledger (docs/cashier.md):\n"
@@ -1643,10 +1644,17 @@ static bool folioctl_b_group_checkout(struct folioctl *ctl, json_t *params)
 }
 
 static const struct fmt_option folioctl_o_statement[] = {
-    O_FLAG("html"), {"output", 'o', true, false}, O_END};
+    O_FLAG("html"), O_FLAG("pdf"), {"output", 'o', true, false}, O_END};
 
+/* --pdf asks for the text statement and sets it as a PDF (pdf.c) in -o FILE. */
 static bool folioctl_b_statement(struct folioctl *ctl, json_t *params)
 {
+    const char *out = folioctl_opt(ctl, "output");
+
+    if (folioctl_flag(ctl, "pdf") && folioctl_flag(ctl, "html"))
+        return folioctl_bad("statement: --html and --pdf exclude each other");
+    if (folioctl_flag(ctl, "pdf") && (out == NULL || strcmp(out, "-") == 0))
+        return folioctl_bad("statement: --pdf needs -o FILE");
     return folioctl_b_folio_id(ctl, params) &&
            folioctl_put_str(params, "format", "--html",
                             folioctl_flag(ctl, "html") ? "html" : "text");
@@ -2362,6 +2370,19 @@ static int folioctl_s_statement(struct folioctl *ctl, const json_t *result)
         return FOLIOCTL_EXIT_CONN;
     }
     len = strlen(content);
+    if (folioctl_flag(ctl, "pdf")) {
+        char title[96], err[256];
+        const char *number = json_string_value(json_object_get(result, "number"));
+
+        snprintf(title, sizeof(title), "Folio statement %s", number != NULL ? number : "");
+        if (!pdf_write_text(content, title, path, err, sizeof(err))) {
+            folioctl_err("%s", err);
+            return FOLIOCTL_EXIT_USAGE;
+        }
+        if (!ctl->json)
+            printf("statement of folio %s (PDF) written to %s\n", folioctl_pos(ctl, 0), path);
+        return FOLIOCTL_EXIT_OK;
+    }
     if (path == NULL || strcmp(path, "-") == 0) {
         bool tty = isatty(STDOUT_FILENO);
 
@@ -3182,7 +3203,7 @@ static const struct folioctl_op folioctl_ops[] = {
     {"group-checkout", "group.check_out", 1, 1, folioctl_o_pay_many, folioctl_b_group_checkout,
      folioctl_s_group_checkout, " GROUP_ID [--pay METHOD:AMOUNT]..."},
     {"statement", "folio.statement", 1, 1, folioctl_o_statement, folioctl_b_statement,
-     folioctl_s_statement, " FOLIO_ID [--html] [-o FILE]"},
+     folioctl_s_statement, " FOLIO_ID [--html | --pdf -o FILE]"},
     {"close-day", "business_date.close", 0, 0, folioctl_o_property, folioctl_b_property,
      folioctl_s_close_day, " [--property P]"},
     {"shift-open", "cashier.open", 0, 0, folioctl_o_shift_open, folioctl_b_shift_open,

@@ -1379,6 +1379,53 @@ static void assert_contains(const char *what, const char *hay, const char *needl
         fail_msg("%s does not contain \"%s\":\n%s", what, needle, hay);
 }
 
+/* `folioctl --user auditor statement FOLIO --pdf -o FILE`, then the file: a one-page PDF whose
+ * title names the folio's number (the page content is compressed; tests/unit/test_pdf.c
+ * covers the text itself). */
+static void statement_pdf(json_int_t fid, const char *number)
+{
+    const struct itest_env *env = itest_env();
+    const char *dir = getenv("FOLIOD_TEST_DIR"), *bin = getenv("FOLIOD_TEST_BIN");
+    char pwfile[512], pdf[512], ca[512], cmd[4096], title[64];
+    FILE *f;
+
+    assert_non_null(dir);
+    assert_non_null(bin);
+    snprintf(pwfile, sizeof(pwfile), "%s/auditor.pw", dir);
+    snprintf(pdf, sizeof(pdf), "%s/statement-%" JSON_INTEGER_FORMAT ".pdf", dir, fid);
+    itest_tls_path(ca, sizeof(ca), "ca.crt");
+    f = fopen(pwfile, "w");
+    assert_non_null(f);
+    fputs("auditor\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "\"$(dirname '%s')/folioctl\" --host %s --port %u --ca '%s' --user auditor "
+             "--password-file '%s' statement %" JSON_INTEGER_FORMAT " --pdf -o '%s' >/dev/null",
+             bin, env->host, env->port, ca, pwfile, fid, pdf);
+    itest_shell("folioctl statement --pdf", cmd);
+
+    f = fopen(pdf, "rb");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_true(n > 500);
+    assert_memory_equal(buf, "%PDF-1.", 7);
+    assert_non_null(memmem(buf, n, "%%EOF", 5));
+    assert_non_null(memmem(buf, n, "/Count 1", 8));
+    snprintf(title, sizeof(title), "Folio statement %s", number);
+    if (memmem(buf, n, title, strlen(title)) == NULL)
+        fail_msg("%s: no title '%s'", pdf, title);
+
+    /* --pdf without -o is a usage error (exit 2), before anything is sent */
+    snprintf(cmd, sizeof(cmd),
+             "\"$(dirname '%s')/folioctl\" --host %s --port %u --ca '%s' statement %"
+             JSON_INTEGER_FORMAT " --pdf 2>/dev/null; test $? -eq 2",
+             bin, env->host, env->port, ca, fid);
+    itest_shell("folioctl statement --pdf without -o", cmd);
+}
+
 static void test_statement(void **state)
 {
     struct client *cashier = itest_connect_user("cashier");
@@ -1389,6 +1436,7 @@ static void test_statement(void **state)
            *r;
     json_int_t fid = window1(st);
     const char *text, *html;
+    char number[32];
 
     (void)state;
     /* FOOD 1234: SVC10 123 (123.4), VAT6 81 (6% of 1357 = 81.42): 1438 */
@@ -1405,6 +1453,7 @@ static void test_statement(void **state)
     r = itest_call_ok(auditor, "folio.statement",
                       json_pack("{s:I, s:s}", "folio_id", fid, "format", "text"));
     text = itest_str(r, "content");
+    snprintf(number, sizeof(number), "%s", itest_str(r, "number"));
     assert_contains("text statement", text, "Hotel Demo");
     assert_contains("text statement", text, "Hopper");
     assert_contains("text statement", text, "323");
@@ -1438,6 +1487,9 @@ static void test_statement(void **state)
         strstr(html, "&lt;b&gt;&amp;&#34;") == NULL && strstr(html, "&lt;b&gt;&amp;&#x22;") == NULL)
         fail_msg("HTML statement: the quote of <b>&\" is not escaped:\n%s", html);
     json_decref(r);
+
+    /* folioctl sets the text statement as a PDF: the real client against the real daemon */
+    statement_pdf(fid, number);
     json_decref(st);
 }
 
