@@ -5,6 +5,17 @@
  * optional by default: front-desk clients log in with a password, POS outlets present a
  * certificate signed by the configured CA. A presented certificate that does not verify fails
  * the handshake. SSL_MODE_RELEASE_BUFFERS keeps idle connections small.
+ *
+ * Handshake cost (OpenSSL 3.0 spends most of a handshake decoding and verifying certificates):
+ * - the server sends exactly the chain in cert_file (SSL_MODE_NO_AUTO_CHAIN): without it OpenSSL
+ *   rebuilds and re-verifies a chain from the client CA store on every handshake, and sends the
+ *   CA certificate the client already has;
+ * - sessions are kept in this context's cache and resumed with TLS 1.3 tickets that only name
+ *   them (stateful tickets, SSL_OP_NO_TICKET; session IDs in TLS 1.2), one ticket per handshake:
+ *   a stateless ticket would serialise the session, client certificate included, and decode it
+ *   again for every ticket issued and every resumption. A resumed session keeps the verified
+ *   client certificate; the outlet lookup still runs on every connection. The cache lives as long
+ *   as the context: a restart or a reload that replaces it means full handshakes.
  */
 #include "tls.h"
 
@@ -16,6 +27,11 @@
 #include <openssl/x509.h>
 
 #include "config.h"
+
+/* Sessions kept for resumption, and for how long (seconds). A session with a client
+ * certificate takes about 2 KiB. */
+#define TLS_SESSION_CACHE_SIZE 20000
+#define TLS_SESSION_LIFETIME 3600
 
 static void ssl_error(char *err, size_t errlen, const char *what, const char *file)
 {
@@ -37,10 +53,14 @@ SSL_CTX *tls_ctx_new(const struct foliod_config *cfg, char *err, size_t errlen)
     int min = strcmp(cfg->tls_min_protocol, "TLSv1.3") == 0 ? TLS1_3_VERSION : TLS1_2_VERSION;
     SSL_CTX_set_min_proto_version(ctx, min);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+                                 SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
     static const unsigned char sid[] = "foliod";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, TLS_SESSION_CACHE_SIZE);
+    SSL_CTX_set_timeout(ctx, TLS_SESSION_LIFETIME);
+    SSL_CTX_set_num_tickets(ctx, 1);
 
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1) {
         ssl_error(err, errlen, "cannot load certificate", cfg->tls_cert_file);
