@@ -15,7 +15,11 @@
  *   loadgen idle        open --conns TLS connections (one server.ping each), hold them, and read
  *                       foliod's resident memory (--pid) before and after
  *   loadgen reconnect   --conns outlets connect at once, each with its own client certificate,
- *                       and send --hello; the time until all are served
+ *                       and send --hello; the time until all are served. With --resume, a first
+ *                       unmeasured round collects each outlet's session ticket, the connections
+ *                       close, and the measured round resumes those sessions (TLS 1.3 PSK with
+ *                       a fresh key exchange, as a POS that keeps its ticket does); the result
+ *                       says how many handshakes were resumptions
  *
  * Output: a readable summary, then one line "result key=value ..." that bench/run.sh parses.
  * An error answer is never a success: it is counted under its reason (data.reason of a JSON-RPC
@@ -96,6 +100,7 @@ struct options {
     const char *mint_ca_cert; /* reconnect: sign one certificate per outlet with this CA */
     const char *mint_ca_key;
     const char *outlet_prefix; /* outlets PREFIXnnnn (setup, reconnect, pos) */
+    const char *room_prefix;   /* load --kind stay|pos: the in-house stays of these rooms */
     const char *hello;         /* reconnect, idle: the first request */
     const char *code;          /* charge code of folio.post / pos.post */
     const char *tag;           /* makes idempotency keys and references unique per run */
@@ -107,6 +112,7 @@ struct options {
     double warmup;
     double timeout;
     double hold;
+    bool resume; /* reconnect: resume the sessions of an unmeasured first round */
     int concurrency; /* handshakes: parallel connectors; idle: connections opening at once */
     int stays;       /* setup: rooms and stays to have */
     int outlets;     /* setup and reconnect: outlets PREFIX0001.. */
@@ -170,6 +176,7 @@ struct lconn {
     int64_t next_due;
     int64_t t_start;
     int64_t t_done; /* handshakes: when the server's session ticket came */
+    SSL_SESSION *session; /* reconnect --resume: the ticket of the first round (owned) */
     bool counted;   /* this connection's outcome is in the mode's counters */
     bool close_scheduled;
 };
@@ -215,6 +222,7 @@ struct bench {
     long rss_before_kb, rss_after_kb, hwm_kb;
     /* handshakes and reconnect */
     uint64_t hs_done, hs_no_ticket;
+    int resumed; /* reconnect: handshakes of the measured round that resumed a session */
     /* this process's CPU time while the mode ran: the load generator shares the machine */
     int64_t cpu_start_us, cpu_us;
 };
@@ -706,7 +714,8 @@ static void lconn_open(struct lconn *c, const struct cred *cred)
     SSL_set_app_data(ssl, c);
     if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), b->o.host) != 1 ||
         (cred != NULL &&
-         (SSL_use_certificate(ssl, cred->cert) != 1 || SSL_use_PrivateKey(ssl, cred->key) != 1))) {
+         (SSL_use_certificate(ssl, cred->cert) != 1 || SSL_use_PrivateKey(ssl, cred->key) != 1)) ||
+        (c->session != NULL && b->phase == PH_MEASURE && SSL_set_session(ssl, c->session) != 1)) {
         SSL_free(ssl);
         lconn_closed(c, "ssl_setup");
         return;
@@ -839,6 +848,7 @@ static void phase_cb(evutil_socket_t fd, short what, void *arg)
         b->phase = PH_MEASURE;
         b->t0 = t;
         b->t_end = t + (int64_t)(b->o.seconds * 1e6);
+        fprintf(stderr, "loadgen: measuring for %.1f s\n", b->o.seconds); /* for scripts */
         struct timeval tv = tv_us(b->t_end - t);
         evtimer_add(b->phase_timer, &tv);
     } else if (b->phase == PH_MEASURE) {
@@ -972,7 +982,8 @@ static void control_step(struct lconn *c, json_t *result)
             json_t *s = json_array_get(items, i);
             const char *room = json_string_value(json_object_get(s, "room"));
             int64_t id = json_integer_value(json_object_get(s, "id"));
-            if (room == NULL || id <= 0 || strncmp(room, "BENCH", 5) != 0)
+            if (room == NULL || id <= 0 ||
+                strncmp(room, o->room_prefix, strlen(o->room_prefix)) != 0)
                 continue;
             struct stay_ref *r = &b->stays[b->nstays++];
             r->id = id;
@@ -985,7 +996,8 @@ static void control_step(struct lconn *c, json_t *result)
                     "loadgen: note: %d bench stays in house for %d connections: some share one\n",
                     b->nstays, b->nconns);
         if (b->nstays == 0) {
-            fprintf(stderr, "loadgen: no in-house BENCH stay (run loadgen setup --stays N)\n");
+            fprintf(stderr, "loadgen: no in-house stay in a room %s... (loadgen setup --stays N "
+                            "makes BENCHnnnn)\n", o->room_prefix);
             b->exit_status = 1;
             finish(b);
             return;
@@ -1242,8 +1254,14 @@ static void hs_deferred_cb(evutil_socket_t fd, short what, void *arg)
  * for the next turn of the loop. */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
-    (void)sess;
     struct lconn *c = SSL_get_app_data(ssl);
+    if (c != NULL && c->b->o.mode == LG_RECONNECT) {
+        if (c->b->phase != PH_SETUP)
+            return 0;
+        SSL_SESSION_free(c->session); /* the latest ticket wins */
+        c->session = sess;
+        return 1; /* we keep the reference */
+    }
     if (c == NULL || c->b->o.mode != LG_HANDSHAKES || c->close_scheduled)
         return 0;
     c->close_scheduled = true;
@@ -1271,7 +1289,8 @@ static void conn_served(struct lconn *c, const char *error, int64_t t)
         b->failed++;
     } else {
         b->ready++;
-        samples_add(&b->lat, t - (b->o.mode == LG_RECONNECT ? b->t0 : c->t_start));
+        if (b->phase == PH_MEASURE)
+            samples_add(&b->lat, t - (b->o.mode == LG_RECONNECT ? b->t0 : c->t_start));
         c->state = LC_READY;
     }
     if (b->o.mode == LG_IDLE)
@@ -1341,6 +1360,9 @@ static void on_connected(struct lconn *c)
     case LG_IDLE:
     case LG_RECONNECT:
         c->state = LC_SETUP;
+        if (o->mode == LG_RECONNECT && b->phase == PH_MEASURE &&
+            SSL_session_reused(bufferevent_openssl_get_ssl(c->bev)))
+            b->resumed++;
         if (!lconn_call(c, o->hello, NULL, REQ_HELLO, 0))
             conn_served(c, "send_failed", now_us());
         return;
@@ -1447,6 +1469,38 @@ static int64_t total_pending(const struct bench *b)
     return n;
 }
 
+static void reconnect_storm(struct bench *b);
+
+static void reconnect_storm_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    reconnect_storm(arg);
+}
+
+/* reconnect --resume: every outlet of the first round has been served; close them all and
+ * start the measured round a second later (the server has closed its side by then). */
+static void reconnect_primed(struct bench *b)
+{
+    int tickets = 0;
+    for (int i = 0; i < b->nconns; i++) {
+        lconn_close(&b->conns[i]);
+        tickets += b->conns[i].session != NULL;
+    }
+    fprintf(stderr, "loadgen: first round: %d served, %d failed, %d session tickets kept\n",
+            b->ready, b->failed, tickets);
+    if (b->failed > 0 || tickets < b->nconns) {
+        error_count(b, b->failed > 0 ? "first_round_failed" : "no_session_ticket");
+        b->exit_status = 1;
+        finish(b);
+        return;
+    }
+    b->ready = b->failed = 0;
+    struct timeval tv = {1, 0};
+    b->t_deadline = 0;
+    event_base_once(b->base, -1, EV_TIMEOUT, reconnect_storm_cb, b, &tv);
+}
+
 static void maybe_finish(struct bench *b)
 {
     if (b->finishing)
@@ -1474,10 +1528,14 @@ static void maybe_finish(struct bench *b)
         }
         return;
     case LG_RECONNECT:
-        if (b->ready + b->failed == b->nconns) {
-            b->t_end = now_us();
-            finish(b);
+        if (b->ready + b->failed < b->nconns)
+            return;
+        if (b->phase == PH_SETUP) {
+            reconnect_primed(b);
+            return;
         }
+        b->t_end = now_us();
+        finish(b);
         return;
     case LG_SETUP:
     case LG_MODE_MAX:
@@ -1609,16 +1667,31 @@ static void start_mode(struct bench *b)
         idle_open_more(b);
         return;
     case LG_RECONNECT:
-        b->phase = PH_MEASURE;
-        b->t0 = t;
-        b->t_deadline = t + (int64_t)(o->seconds * 1e6);
-        for (int i = 0; i < b->nconns; i++)
-            lconn_open(&b->conns[i], &b->creds[i % b->ncreds]);
-        b->started = b->nconns;
+        if (o->resume) { /* the unmeasured round that collects the tickets */
+            b->phase = PH_SETUP;
+            b->t_deadline = t + (int64_t)(o->seconds * 1e6);
+            for (int i = 0; i < b->nconns; i++)
+                lconn_open(&b->conns[i], &b->creds[i % b->ncreds]);
+            return;
+        }
+        reconnect_storm(b);
         return;
     case LG_MODE_MAX:
         return;
     }
+}
+
+/* Every outlet connects now (resuming its session when it has one) and sends --hello. */
+static void reconnect_storm(struct bench *b)
+{
+    int64_t t = now_us();
+    b->phase = PH_MEASURE;
+    b->t0 = t;
+    b->t_deadline = t + (int64_t)(b->o.seconds * 1e6);
+    b->cpu_start_us = cpu_time_us(); /* the first round's work is not the storm's */
+    for (int i = 0; i < b->nconns; i++)
+        lconn_open(&b->conns[i], &b->creds[i % b->ncreds]);
+    b->started = b->nconns;
 }
 
 static void print_results(struct bench *b)
@@ -1685,13 +1758,15 @@ static void print_results(struct bench *b)
     }
     case LG_RECONNECT: {
         double all_ms = b->ready == b->nconns ? (double)samples_pct(s, 1000) / 1e3 : -1;
-        printf("reconnect: %d outlets at once (%s): %d served, %d failed; all served in %.1f ms; "
-               "p50 %.1f ms p99 %.1f ms; %" PRIu64 " errors (%s)\n",
-               b->nconns, o->hello, b->ready, b->failed, all_ms, samples_pct(s, 500) / 1e3,
-               samples_pct(s, 990) / 1e3, b->errors, reasons);
-        printf("result mode=reconnect conns=%d hello=%s served=%d failed=%d all_ms=%.1f %s "
-               "errors=%" PRIu64 " reasons=%s\n",
-               b->nconns, o->hello, b->ready, b->failed, all_ms, lat, b->errors, reasons);
+        printf("reconnect: %d outlets at once (%s), %d of them resuming a session: %d served, "
+               "%d failed; all served in %.1f ms; p50 %.1f ms p99 %.1f ms; %" PRIu64
+               " errors (%s)\n",
+               b->nconns, o->hello, b->resumed, b->ready, b->failed, all_ms,
+               samples_pct(s, 500) / 1e3, samples_pct(s, 990) / 1e3, b->errors, reasons);
+        printf("result mode=reconnect conns=%d hello=%s resumed=%d served=%d failed=%d "
+               "all_ms=%.1f %s errors=%" PRIu64 " reasons=%s\n",
+               b->nconns, o->hello, b->resumed, b->ready, b->failed, all_ms, lat, b->errors,
+               reasons);
         break;
     }
     case LG_MODE_MAX:
@@ -1724,9 +1799,13 @@ static void usage(FILE *f)
                "  --outlets N --outlet-prefix P  setup: create outlets P0001..PN; pos, reconnect:\n"
                "                      connection i is outlet P(i mod N + 1) (0, BR)\n"
                "  --stays N           setup: rooms BENCHnnnn with an in-house stay each (0)\n"
+               "  --room-prefix P     load --kind stay|pos: the in-house stays whose room number\n"
+               "                      starts with P (BENCH)\n"
                "  --hello METHOD      idle, reconnect, pos: first request (server.ping)\n"
                "  --concurrency N     handshakes: parallel connectors (8); idle: opening (100)\n"
                "  --hold S            idle: seconds to hold the connections open (2)\n"
+               "  --resume            reconnect: a first, unmeasured round collects the session\n"
+               "                      tickets that the measured round resumes\n"
                "  --pid PID           idle: foliod's pid, for its memory\n"
                "  --tag T             unique per run: references, keys, folio names\n");
 }
@@ -1763,6 +1842,7 @@ static MUST_CHECK bool parse_options(int argc, char **argv, struct options *o)
                           .user = "cashier",
                           .password = "cashier",
                           .outlet_prefix = "BR",
+                          .room_prefix = "BENCH",
                           .hello = "server.ping",
                           .code = "TIP",
                           .tag = tag,
@@ -1818,7 +1898,9 @@ static MUST_CHECK bool parse_options(int argc, char **argv, struct options *o)
         O_CONCURRENCY,
         O_HOLD,
         O_PID,
-        O_TAG
+        O_TAG,
+        O_RESUME,
+        O_ROOM_PREFIX
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -1847,6 +1929,8 @@ static MUST_CHECK bool parse_options(int argc, char **argv, struct options *o)
         {"hold", required_argument, NULL, O_HOLD},
         {"pid", required_argument, NULL, O_PID},
         {"tag", required_argument, NULL, O_TAG},
+        {"resume", no_argument, NULL, O_RESUME},
+        {"room-prefix", required_argument, NULL, O_ROOM_PREFIX},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1947,6 +2031,12 @@ static MUST_CHECK bool parse_options(int argc, char **argv, struct options *o)
         case O_TAG:
             o->tag = optarg;
             break;
+        case O_RESUME:
+            o->resume = true;
+            break;
+        case O_ROOM_PREFIX:
+            o->room_prefix = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -2034,7 +2124,7 @@ static int bench_run(struct bench *b)
     b->ctx = client_ctx_new(o->ca_file);
     if (b->ctx == NULL)
         return 1;
-    if (o->mode == LG_HANDSHAKES) {
+    if (o->mode == LG_HANDSHAKES || (o->mode == LG_RECONNECT && o->resume)) {
         SSL_CTX_set_session_cache_mode(b->ctx,
                                        SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_sess_set_new_cb(b->ctx, new_session_cb);
@@ -2092,6 +2182,7 @@ static void bench_free(struct bench *b)
 {
     for (int i = 0; i < b->nalloc; i++) {
         lconn_close(&b->conns[i]);
+        SSL_SESSION_free(b->conns[i].session);
         if (b->conns[i].timer != NULL)
             event_free(b->conns[i].timer);
         free(b->conns[i].pend);
