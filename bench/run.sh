@@ -31,7 +31,8 @@
 # BENCH_OPEN_SECONDS (60), BENCH_OPEN_RATE (200), BENCH_OPEN_CONNS (20), BENCH_HS_SECONDS (10),
 # BENCH_RECONNECT (1000), BENCH_IDLE_CONNS (10000), BENCH_RESULTS (bench/results; empty: no file),
 # BENCH_PARTS ("closed open tls memory audit": the parts to run; the others are left out of the
-# table, which then says so), BENCH_AUDIT_DAYS (30), BENCH_AUDIT_POST_RATE (50).
+# table, which then says so), BENCH_AUDIT_DAYS (30), BENCH_AUDIT_POST_RATE (50),
+# BENCH_AUDIT_CHUNK (the audit hotel's settings.audit_chunk; unset: the default).
 # SC2016: the Markdown has backquotes that must stay literal; SC2094: runs.log collects both
 # the stderr and the copy (tee -a) of each run, appended, never read back in the same pipeline.
 # shellcheck disable=SC2016,SC2094
@@ -490,10 +491,12 @@ if part audit; then
     [ -n "$FOLIOD_PID" ] || start_foliod
     A_START=$SECONDS
     A_DOC=$T/audit-hotel.json
-    jq --arg bd "$(date -u -d "-$((AUDIT_DAYS + 1)) days" +%F)" --argjson n "$A_ROOMS" '{
+    jq --arg bd "$(date -u -d "-$((AUDIT_DAYS + 1)) days" +%F)" --argjson n "$A_ROOMS" \
+        --arg chunk "${BENCH_AUDIT_CHUNK:-}" '{
         comment: "make bench: the audit hotel (bench/run.sh)",
         properties: [.properties[0] | del(.outlets) | .code = "AUD1K" | .name = "Audit bench hotel"
             | .business_date = $bd
+            | if $chunk != "" then .settings.audit_chunk = ($chunk | tonumber) else . end
             | .rooms = [range(1; $n + 1) | {number: ("A" + ("000" + tostring)[-4:]),
                         room_type: "STD", floor: (((. - 1) / 100 | floor) + 1)}]],
         users: [{username: "a1kcashier", password: "a1kcashier", role: "cashier",
