@@ -9,7 +9,8 @@
 --     estimate fl_audit_ledger(f.type), walked every folio's postings instead of the day's;
 --     both are now read once, grouped by ledger;
 --   - the deposits held (trial balance, deposits report) came from a pass over every posting of
---     the property's history, twice; they are now reached from the stays in house on the date.
+--     the property's history, twice; they are now reached from the stays in house on the date;
+--   - high_balance: as guest_ledger, the stays' balances are summed once.
 --
 -- Applied once by the migrate command inside one transaction; never edited once landed.
 
@@ -202,4 +203,46 @@ LANGUAGE sql STABLE AS $$
        AND p.business_date <= v_date
        AND c.kind = 'payment' AND c.payment_method = 'deposit'
      GROUP BY s.id
+$$;
+
+-- The high balance report of 009, the stays' balances summed once (it summed every folio's
+-- balance again for each stay in house).
+CREATE OR REPLACE FUNCTION fl_audit_report_high_balance(v_property_id bigint, v_date date)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    threshold bigint := fl_audit_setting_int((SELECT settings FROM properties
+                                               WHERE id = v_property_id),
+                                              'audit_high_balance', NULL, 0, 1000000000000);
+BEGIN
+    RETURN jsonb_build_object(
+        'threshold', threshold,
+        'items', (SELECT coalesce(jsonb_agg(x.j ORDER BY x.o, x.k), '[]'::jsonb) FROM (
+            WITH fb AS (SELECT * FROM fl_audit_folio_balances(v_property_id, v_date)),
+            per_stay AS (
+                SELECT fb.stay_id, sum(fb.balance) AS bal FROM fb WHERE fb.stay_id IS NOT NULL
+                 GROUP BY fb.stay_id
+            )
+            SELECT 1 AS o, s.id AS k, jsonb_build_object(
+                       'kind', 'stay', 'stay_id', s.id, 'number', s.number, 'room', rm.number,
+                       'guest', g.first_name || ' ' || g.last_name, 'balance', s.bal,
+                       'credit_limit', s.credit_limit,
+                       'over_limit', coalesce(s.bal > s.credit_limit, false),
+                       'over_by', CASE WHEN s.bal > s.credit_limit
+                                       THEN s.bal - s.credit_limit END) AS j
+              FROM (SELECT ih.*, coalesce(ps.bal, 0)::bigint AS bal
+                      FROM fl_audit_in_house(v_property_id, v_date) ih
+                      LEFT JOIN per_stay ps ON ps.stay_id = ih.id) s
+              JOIN rooms rm ON rm.id = s.room_id JOIN guests g ON g.id = s.guest_id
+             WHERE s.bal > s.credit_limit OR s.bal >= threshold
+            UNION ALL
+            SELECT 2, gr.id, jsonb_build_object(
+                       'kind', 'group', 'group_id', gr.id, 'group', gr.code, 'name', gr.name,
+                       'balance', fb.balance, 'credit_limit', gr.credit_limit,
+                       'over_limit', true, 'over_by', fb.balance - gr.credit_limit)
+              FROM groups gr
+              JOIN fb ON fb.folio_id = gr.master_folio_id
+             WHERE gr.property_id = v_property_id AND gr.arrival <= v_date
+               AND gr.status = 'open' AND fb.balance > gr.credit_limit) x));
+END
 $$;
