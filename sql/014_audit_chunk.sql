@@ -1,9 +1,10 @@
--- 014_audit_chunk.sql - the post step of the night audit commits 50 stays per transaction by
+-- 014_audit_chunk.sql - the post step of the night audit commits 20 stays per transaction by
 -- default instead of 200 (docs/audit.md, "Speed"). A chunk's stays and folios are locked until
--- it commits, so a posting to one of them waits for the chunk: with 200 stays that was 150-250
--- ms under load, over the 250 ms a posting may wait; with 50 it is 40-75 ms, and the audit of a
--- 1,000-room hotel takes the same time (make bench, BENCH_AUDIT_CHUNK). settings.audit_chunk
--- still sets it per property (1-5000).
+-- it commits, so a posting to one of them waits for the chunk. With 200 stays that was up to
+-- 263 ms in make bench, over the 250 ms a posting may wait. With 50 it was 56-74 ms when the
+-- audit ran alone, but 219-330 ms after the bench's load runs, when the first, cold chunk met a
+-- busy machine. With 20 it was 8-16 ms, for a post step about a quarter longer
+-- (BENCH_AUDIT_CHUNK). settings.audit_chunk still sets it per property (1-5000).
 --
 -- fl_audit_step of 009 with that one default changed; nothing else differs.
 --
@@ -110,7 +111,7 @@ BEGIN
         r := fl_audit_step_done(r, jsonb_build_object('stays', n));
 
     ELSIF r.step = 'post' THEN
-        v_chunk := fl_audit_setting_int(pr.settings, 'audit_chunk', 50, 1, 5000);
+        v_chunk := fl_audit_setting_int(pr.settings, 'audit_chunk', 20, 1, 5000);
         SELECT * INTO res
           FROM fl_audit_post_chunk(r, coalesce((st.detail ->> 'last_seq')::integer, 0),
                                    v_chunk::integer);
