@@ -46,6 +46,8 @@ struct foliod_config {
     int db_reconnect_min;     /* milliseconds */
     int db_reconnect_max;     /* milliseconds */
     int db_queue_max;
+    int db_batch_lanes; /* 0: no group commit */
+    int db_batch_max;
     char *db_migrations_dir;
     /* [auth] */
     int auth_scrypt_log_n;

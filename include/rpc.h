@@ -90,6 +90,8 @@ enum rpc_flag {
     RPC_F_HASH_PASSWORDS = 1u << 0, /* hash "password" members before the handler runs */
     RPC_F_POS_ANSWER = 1u << 1,     /* POS method: every outcome is a result with a FIAS status
                                      * (bad params: UR, database down: RY), see docs/pos.md */
+    RPC_F_BATCH = 1u << 2,          /* a posting: written with others in one transaction
+                                     * (sqlcall.h), each answered on its own */
 };
 
 struct rpc_method {

@@ -22,6 +22,7 @@
 struct event_base;
 struct evconnlistener;
 struct db_pool;
+struct sqlbatch;
 struct conn;
 struct event;
 struct audit;
@@ -36,6 +37,7 @@ struct server {
     SSL_CTX *ssl_ctx;         /* owned; swapped on reload */
     struct evconnlistener *listener;
     struct db_pool *db;
+    struct sqlbatch *batch; /* group commit of postings (sqlcall.h) */
     struct auth_workers *auth;
     struct conn_list_node conns; /* list head of open connections */
     int nconns;

@@ -23,6 +23,7 @@
 #include "conn.h"
 #include "db.h"
 #include "log.h"
+#include "sqlcall.h"
 #include "tls.h"
 
 static struct conn *node_conn(struct conn_list_node *n)
@@ -56,6 +57,11 @@ bool server_init(struct server *srv, struct event_base *base, struct foliod_conf
     srv->db = db_pool_new(base, &srv->cfg);
     if (srv->db == NULL) {
         log_error("cannot create the database pool");
+        return false;
+    }
+    srv->batch = sqlbatch_new(srv->db, &srv->cfg);
+    if (srv->batch == NULL) {
+        log_error("cannot create the posting batcher");
         return false;
     }
     srv->audit = audit_new(srv);
@@ -204,6 +210,7 @@ void server_reload(struct server *srv)
     if (log_level_parse(srv->cfg.log_level, &lvl))
         log_set_level(lvl);
     db_pool_reconfigure(srv->db, &srv->cfg);
+    sqlbatch_reconfigure(srv->batch, &srv->cfg);
     log_info("configuration reloaded%s", ctx != NULL ? " (TLS context replaced)" : "");
 }
 
@@ -285,7 +292,9 @@ void server_free(struct server *srv)
         conn_close(node_conn(srv->conns.next), "daemon stopped");
     /* Pending queries and hashes answer "unavailable" to connections that are closed now. */
     audit_free(srv->audit);
+    sqlbatch_close(srv->batch);
     db_pool_free(srv->db);
+    sqlbatch_free(srv->batch);
     auth_workers_free(srv->auth);
     if (srv->drain_timer != NULL)
         event_free(srv->drain_timer);

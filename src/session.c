@@ -21,6 +21,7 @@
 #include "db.h"
 #include "rpc.h"
 #include "server.h"
+#include "sqlcall.h"
 #include "version.h"
 
 static json_t *iso_now(void)
@@ -59,14 +60,17 @@ static json_t *identity(struct conn *c)
 static json_t *info_base(struct rpc_call *call)
 {
     struct server *srv = conn_server(call->conn);
-    int open, busy, queued;
+    int open, busy, queued, waiting, writing;
+    long long batched;
     db_pool_stats(srv->db, &open, &busy, &queued);
-    return json_pack("{s:s, s:s, s:i, s:s, s:o, s:o, s:{s:b, s:i, s:i, s:i}, s:I, s:i}", "name",
-                     "foliod", "version", FOLIOD_VERSION, "protocol", FOLIOD_PROTOCOL, "tls",
-                     conn_tls_version(call->conn), "identity", identity(call->conn), "time",
-                     iso_now(), "database", "up", db_pool_up(srv->db), "connections", open,
-                     "busy", busy, "queued", queued, "started_at", (json_int_t)srv->started_at,
-                     "clients", srv->nconns);
+    sqlbatch_stats(srv->batch, &waiting, &writing, &batched);
+    return json_pack(
+        "{s:s, s:s, s:i, s:s, s:o, s:o, s:{s:b, s:i, s:i, s:i, s:i, s:i, s:I}, s:I, s:i}", "name",
+        "foliod", "version", FOLIOD_VERSION, "protocol", FOLIOD_PROTOCOL, "tls",
+        conn_tls_version(call->conn), "identity", identity(call->conn), "time", iso_now(),
+        "database", "up", db_pool_up(srv->db), "connections", open, "busy", busy, "queued", queued,
+        "postings_waiting", waiting, "batches_writing", writing, "batched", (json_int_t)batched,
+        "started_at", (json_int_t)srv->started_at, "clients", srv->nconns);
 }
 
 static void info_done_cb(void *arg, const struct db_result *r)

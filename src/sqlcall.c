@@ -1,17 +1,38 @@
 /*
- * sqlcall.c - the handler for methods that are one SQL API function each.
+ * sqlcall.c - the handler for methods that are one SQL API function each, and the batcher
+ * that writes several postings in one transaction (group commit).
  *
  * The function runs as one statement, hence one transaction; the answer is built from its
  * jsonb result after the pool has seen the transaction end.
+ *
+ * The batcher: a posting call waits in a FIFO; while fewer than `lanes` batches are being
+ * written, the FIFO's first `max` calls leave as one fl_batch() statement. Calls that arrive
+ * while every lane is busy gather behind it, so the batches grow with the load and stay single
+ * calls when it is light (no call ever waits for a timer). A batch's answers are given only
+ * after its transaction committed; a batch that fails as a whole (database gone, statement
+ * timeout) answers every one of its calls with that failure, as a single call would have been.
  */
 #include "sqlcall.h"
 
 #include <stdlib.h>
+#include <string.h>
 
+#include "config.h"
 #include "conn.h"
 #include "db.h"
+#include "log.h"
 #include "rpc.h"
 #include "server.h"
+
+static json_t *result_json(struct rpc_call *call, const char *text)
+{
+    json_error_t jerr;
+    json_t *result = json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (result == NULL)
+        conn_log(call->conn, LOG_LEVEL_ERROR, "%s returned invalid JSON: %s", call->method->name,
+                 jerr.text);
+    return result;
+}
 
 static void sqlcall_done_cb(void *arg, const struct db_result *r)
 {
@@ -22,11 +43,8 @@ static void sqlcall_done_cb(void *arg, const struct db_result *r)
     }
     json_t *result = json_null();
     if (PQntuples(r->res) == 1 && PQnfields(r->res) == 1 && !PQgetisnull(r->res, 0, 0)) {
-        json_error_t jerr;
-        result = json_loads(PQgetvalue(r->res, 0, 0), JSON_DECODE_ANY, &jerr);
+        result = result_json(call, PQgetvalue(r->res, 0, 0));
         if (result == NULL) {
-            conn_log(call->conn, LOG_LEVEL_ERROR, "%s returned invalid JSON: %s",
-                     call->method->name, jerr.text);
             rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "internal error");
             return;
         }
@@ -34,16 +52,297 @@ static void sqlcall_done_cb(void *arg, const struct db_result *r)
     rpc_reply(call, result);
 }
 
+/* ---- the batcher ---- */
+
+struct bcall {
+    struct bcall *next;
+    struct sqlbatch *owner;
+    struct rpc_call *call;
+    char *ctx;    /* JSON text, owned */
+    char *params; /* JSON text, owned */
+};
+
+struct batch {
+    struct sqlbatch *owner;
+    struct bcall *calls;
+    int n;
+};
+
+struct sqlbatch {
+    struct db_pool *db;
+    struct bcall *head, *tail;
+    int waiting;
+    int writing; /* batches sent, not yet answered */
+    long long batched; /* calls sent in batches of two or more, since the start */
+    int lanes;
+    int max;
+    int queue_max;
+    bool closed;
+};
+
+static const char batch_sql[] = "SELECT fl_batch($1::jsonb)";
+
+static void bcall_free(struct bcall *bc)
+{
+    free(bc->ctx);
+    free(bc->params);
+    free(bc);
+}
+
+struct sqlbatch *sqlbatch_new(struct db_pool *db, const struct foliod_config *cfg)
+{
+    struct sqlbatch *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->db = db;
+    sqlbatch_reconfigure(b, cfg);
+    return b;
+}
+
+void sqlbatch_stats(const struct sqlbatch *b, int *waiting, int *writing, long long *batched)
+{
+    *waiting = b != NULL ? b->waiting : 0;
+    *writing = b != NULL ? b->writing : 0;
+    *batched = b != NULL ? b->batched : 0;
+}
+
+/* Answers every call of the list with r and frees the list. */
+static void fail_calls(struct bcall *bc, const struct db_result *r)
+{
+    while (bc != NULL) {
+        struct bcall *next = bc->next;
+        rpc_fail_db(bc->call, r);
+        bcall_free(bc);
+        bc = next;
+    }
+}
+
+/* One answer of fl_batch: {"ok": result} or {"error": {sqlstate, message, detail, hint}}. */
+static void answer_call(struct rpc_call *call, json_t *answer)
+{
+    json_t *ok = json_object_get(answer, "ok");
+    if (ok != NULL) {
+        rpc_reply(call, json_incref(ok));
+        return;
+    }
+    json_t *err = json_object_get(answer, "error");
+    const char *state = json_string_value(json_object_get(err, "sqlstate"));
+    const char *message = json_string_value(json_object_get(err, "message"));
+    if (state == NULL || strlen(state) != 5 || message == NULL) {
+        conn_log(call->conn, LOG_LEVEL_ERROR, "%s: fl_batch gave no answer for the call",
+                 call->method->name);
+        rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "internal error");
+        return;
+    }
+    const char *detail = json_string_value(json_object_get(err, "detail"));
+    const char *hint = json_string_value(json_object_get(err, "hint"));
+    struct db_result r = {
+        DB_ERROR, NULL, state, message, detail != NULL ? detail : "", hint != NULL ? hint : ""};
+    rpc_fail_db(call, &r);
+}
+
+static void kick(struct sqlbatch *b);
+
+static void lane_free(struct sqlbatch *b)
+{
+    b->writing--;
+    if (!b->closed)
+        kick(b);
+}
+
+/* A call that found a lane with no other call waiting went alone, as an unbatched call. */
+static void single_done_cb(void *arg, const struct db_result *r)
+{
+    struct bcall *bc = arg;
+    struct sqlbatch *b = bc->owner;
+    sqlcall_done_cb(bc->call, r);
+    bcall_free(bc);
+    lane_free(b);
+}
+
+static void batch_done_cb(void *arg, const struct db_result *r)
+{
+    struct batch *bt = arg;
+    struct sqlbatch *b = bt->owner;
+    if (r->status != DB_OK) {
+        fail_calls(bt->calls, r);
+    } else {
+        json_t *answers = NULL;
+        if (PQntuples(r->res) == 1 && PQnfields(r->res) == 1 && !PQgetisnull(r->res, 0, 0))
+            answers = result_json(bt->calls->call, PQgetvalue(r->res, 0, 0));
+        if (!json_is_array(answers) || json_array_size(answers) != (size_t)bt->n)
+            log_error("fl_batch answered %s for %d calls",
+                      answers == NULL ? "nothing usable" : "a different number of answers", bt->n);
+        size_t i = 0;
+        for (struct bcall *bc = bt->calls, *next; bc != NULL; bc = next, i++) {
+            next = bc->next;
+            answer_call(bc->call, json_array_get(answers, i)); /* NULL past the end */
+            bcall_free(bc);
+        }
+        json_decref(answers);
+    }
+    free(bt);
+    lane_free(b);
+}
+
+/* Appends s to the growing buffer; false when memory ran out. */
+static bool buf_add(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len + n + 1 > *cap) {
+        size_t want = *cap * 2 > *len + n + 1 ? *cap * 2 : *len + n + 1;
+        char *grown = realloc(*buf, want);
+        if (grown == NULL)
+            return false;
+        *buf = grown;
+        *cap = want;
+    }
+    memcpy(*buf + *len, s, n + 1);
+    *len += n;
+    return true;
+}
+
+/* Sends batches while a lane is free and calls wait. */
+static void kick(struct sqlbatch *b)
+{
+    while (b->head != NULL && b->writing < (b->lanes > 0 ? b->lanes : 1)) {
+        if (b->head->next == NULL) {
+            /* alone: its own statement, without fl_batch's subtransaction */
+            struct bcall *bc = b->head;
+            const char *params[2] = {bc->ctx, bc->params};
+            b->head = b->tail = NULL;
+            b->waiting--;
+            if (db_query(b->db, bc->call->method->sql, 2, params, single_done_cb, bc)) {
+                b->writing++;
+            } else {
+                rpc_fail(bc->call, RPC_INTERNAL_ERROR, "internal", false, "out of memory");
+                bcall_free(bc);
+            }
+            return;
+        }
+        struct batch *bt = calloc(1, sizeof(*bt));
+        size_t len = 0, cap = 4096;
+        char *text = malloc(cap);
+        if (bt == NULL || text == NULL) {
+            free(bt);
+            free(text);
+            return; /* the calls keep waiting; the next answer or call tries again */
+        }
+        bt->owner = b;
+        text[0] = '\0';
+        bool ok = buf_add(&text, &len, &cap, "[");
+        struct bcall **tailp = &bt->calls;
+        while (ok && b->head != NULL && bt->n < b->max) {
+            struct bcall *bc = b->head;
+            ok = buf_add(&text, &len, &cap, bt->n > 0 ? ",{\"m\":\"" : "{\"m\":\"") &&
+                 buf_add(&text, &len, &cap, bc->call->method->name) &&
+                 buf_add(&text, &len, &cap, "\",\"ctx\":") && buf_add(&text, &len, &cap, bc->ctx) &&
+                 buf_add(&text, &len, &cap, ",\"p\":") && buf_add(&text, &len, &cap, bc->params) &&
+                 buf_add(&text, &len, &cap, "}");
+            if (!ok)
+                break;
+            b->head = bc->next;
+            if (b->head == NULL)
+                b->tail = NULL;
+            b->waiting--;
+            bc->next = NULL;
+            *tailp = bc;
+            tailp = &bc->next;
+            bt->n++;
+        }
+        ok = ok && buf_add(&text, &len, &cap, "]");
+        const char *params[1] = {text};
+        if (bt->n > 0 && ok && db_query(b->db, batch_sql, 1, params, batch_done_cb, bt)) {
+            b->writing++;
+            b->batched += bt->n;
+            free(text);
+            continue;
+        }
+        free(text);
+        struct db_result r = {DB_UNAVAILABLE, NULL, "", "out of memory", "", ""};
+        fail_calls(bt->calls, &r);
+        free(bt);
+        return;
+    }
+}
+
+static void batch_submit(struct sqlbatch *b, struct rpc_call *call, char *ctx, char *params)
+{
+    struct bcall *bc = calloc(1, sizeof(*bc));
+    if (bc == NULL || b->closed || b->waiting >= b->queue_max) {
+        free(bc);
+        free(ctx);
+        free(params);
+        struct db_result r = {DB_UNAVAILABLE,
+                              NULL,
+                              "",
+                              bc == NULL  ? "out of memory"
+                              : b->closed ? "daemon stopping"
+                                          : "database queue full",
+                              "",
+                              ""};
+        rpc_fail_db(call, &r);
+        return;
+    }
+    bc->owner = b;
+    bc->call = call;
+    bc->ctx = ctx;
+    bc->params = params;
+    if (b->tail != NULL)
+        b->tail->next = bc;
+    else
+        b->head = bc;
+    b->tail = bc;
+    b->waiting++;
+    kick(b);
+}
+
+void sqlbatch_reconfigure(struct sqlbatch *b, const struct foliod_config *cfg)
+{
+    b->lanes = cfg->db_batch_lanes;
+    b->max = cfg->db_batch_max;
+    b->queue_max = cfg->db_queue_max;
+    if (!b->closed)
+        kick(b);
+}
+
+void sqlbatch_close(struct sqlbatch *b)
+{
+    if (b == NULL)
+        return;
+    b->closed = true;
+    struct bcall *list = b->head;
+    b->head = b->tail = NULL;
+    b->waiting = 0;
+    struct db_result r = {DB_UNAVAILABLE, NULL, "", "daemon stopping", "", ""};
+    fail_calls(list, &r);
+}
+
+void sqlbatch_free(struct sqlbatch *b)
+{
+    if (b == NULL)
+        return;
+    sqlbatch_close(b);
+    free(b);
+}
+
+/* ---- the handler ---- */
+
 void sqlcall_handler(struct rpc_call *call)
 {
+    struct server *srv = conn_server(call->conn);
     json_t *ctx = rpc_call_context(call);
     char *ctx_text = ctx != NULL ? json_dumps(ctx, JSON_COMPACT) : NULL;
     char *params_text = json_dumps(call->params, JSON_COMPACT);
     json_decref(ctx);
+    if (ctx_text != NULL && params_text != NULL && (call->method->flags & RPC_F_BATCH) &&
+        srv->batch != NULL && srv->cfg.db_batch_lanes > 0) {
+        batch_submit(srv->batch, call, ctx_text, params_text);
+        return;
+    }
     const char *params[2] = {ctx_text, params_text};
     bool queued = ctx_text != NULL && params_text != NULL &&
-                  db_query(conn_server(call->conn)->db, call->method->sql, 2, params,
-                           sqlcall_done_cb, call);
+                  db_query(srv->db, call->method->sql, 2, params, sqlcall_done_cb, call);
     free(ctx_text);
     free(params_text);
     if (!queued)

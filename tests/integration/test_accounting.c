@@ -1583,6 +1583,79 @@ static void test_closed_business_date(void **state)
     json_decref(st);
 }
 
+/* server.info's count of calls sent in batches of two or more (group commit). */
+static json_int_t batched_count(struct client *c)
+{
+    json_t *info = itest_call_ok(c, "server.info", NULL);
+    json_int_t n = itest_int(info, "database.batched");
+
+    json_decref(info);
+    return n;
+}
+
+/* Requests sent back to back wait while earlier ones are written and go to the database
+ * together (sql/016_batch.sql): each is still checked and answered on its own, a refused one
+ * takes nothing else with it, and every accepted one is on the folio exactly once. */
+static void test_batched_posts(void **state)
+{
+    enum { N = 36 };
+    struct client *cashier = itest_connect_user("cashier");
+    json_t *st = check_in(cashier, "328", "Batch");
+    json_t *gone = check_in(cashier, "329", "Gone");
+    json_int_t fid = window1(st), closed = window1(gone), ids[N], expected = 0, before, after;
+    json_int_t start = folio_balance(cashier, fid);
+    char status[32];
+    size_t lines = folio_posting_count(cashier, fid);
+    int accepted = 0;
+
+    (void)state;
+    json_decref(itest_call_ok(cashier, "stay.check_out",
+                              json_pack("{s:I}", "stay_id", stay_id(gone))));
+    assert_string_equal(folio_status(cashier, closed, status), "closed");
+    before = batched_count(cashier);
+    for (int i = 0; i < N; i++) {
+        json_t *p = i % 3 == 0   ? json_pack("{s:I, s:s, s:i}", "folio_id", closed, "code", "TIP",
+                                             "amount", 100 + i)
+                    : i % 3 == 1 ? json_pack("{s:I, s:s, s:i}", "folio_id", fid, "code", "NOPE",
+                                             "amount", 100 + i)
+                                 : json_pack("{s:I, s:s, s:i, s:s}", "folio_id", fid, "code",
+                                             "TIP", "amount", 100 + i, "reference", "batch");
+        assert_true(client_send_request(cashier, "folio.post", p, &ids[i]));
+        json_decref(p);
+    }
+    for (int i = 0; i < N; i++) {
+        json_t *r = NULL;
+
+        if (!client_wait_response(cashier, ids[i], -1, &r))
+            fail_msg("answer %d: %s", i, client_error(cashier));
+        if (i % 3 == 0) {
+            itest_assert_error(r, -32000, "folio_closed");
+        } else if (i % 3 == 1) {
+            itest_assert_error(r, -32000, "not_found");
+        } else {
+            json_t *res = client_response_result(r);
+
+            if (res == NULL)
+                fail_msg("post %d refused: %s", i, dump(r));
+            assert_int_equal(itest_int(res, "posting.amount"), 100 + i);
+            assert_int_equal(itest_int(res, "folio.id"), fid);
+            expected += 100 + i;
+            accepted++;
+        }
+        json_decref(r);
+    }
+    after = batched_count(cashier);
+    /* the path under test was taken: some of these went in batches */
+    if (after - before < 2)
+        fail_msg("no batch formed (%" PRId64 " calls batched)", (int64_t)(after - before));
+    assert_int_equal(folio_balance(cashier, fid), start + expected);
+    assert_int_equal(folio_posting_count(cashier, fid), lines + (size_t)accepted);
+    assert_int_equal(folio_balance(cashier, closed), 0);
+    json_decref(st);
+    json_decref(gone);
+    itest_close(cashier);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1605,6 +1678,7 @@ int main(void)
         ITEST(test_stay_move),
         ITEST(test_statement),
         ITEST(test_closed_business_date),
+        ITEST(test_batched_posts),
     };
 
     return cmocka_run_group_tests(tests, itest_group_setup, NULL);

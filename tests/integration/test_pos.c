@@ -1059,6 +1059,79 @@ static void test_concurrent_same_key(void **state)
     itest_close(cashier);
 }
 
+/* One outlet's checks sent back to back: they wait while earlier ones are written and go to
+ * the database together (sql/016_batch.sql). Each keeps its own answer: a refusal (no-post
+ * room) takes no other check with it, and a key sent twice within the batch is posted once
+ * and replayed once. */
+static void test_batched_posts(void **state)
+{
+    enum { N = 30 };
+    struct client *cashier = itest_connect_user("cashier");
+    struct client *rest = pos_connect("REST");
+    json_t *answers[N], *info;
+    json_int_t w1, ids[N], before, after;
+    char check[32];
+    int64_t sum;
+
+    (void)state;
+    pos_check_in(cashier, "221", "Grace", "Batch", -1, false, 0, &w1);
+    pos_check_in(cashier, "222", "Nora", "Nopost", -1, true, 0, NULL);
+    info = itest_call_ok(cashier, "server.info", NULL);
+    before = itest_int(info, "database.batched");
+    json_decref(info);
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        json_t *p;
+
+        /* of every five checks, the fourth repeats the key and body of the third, and the
+         * fifth goes to the no-post room */
+        int j = i % 5 == 3 ? i - 1 : i;
+
+        snprintf(key, sizeof(key), "batch-%d", j);
+        snprintf(check, sizeof(check), "CB%d", j);
+        p = pos_post_params(key, i % 5 == 4 ? "222" : "221", check, "BEV", 100 + j);
+        assert_true(client_send_request(rest, "pos.post", p, &ids[i]));
+        json_decref(p);
+    }
+    for (int i = 0; i < N; i++) {
+        json_t *r = NULL;
+
+        if (!client_wait_response(rest, ids[i], -1, &r))
+            fail_msg("answer %d: %s", i, client_error(rest));
+        answers[i] = json_incref(client_response_result(r));
+        json_decref(r);
+        if (i % 5 == 4) {
+            pos_expect(answers[i], "NP", "no_post");
+        } else {
+            pos_expect(answers[i], "OK", "posted");
+            assert_int_equal(json_is_true(json_object_get(answers[i], "replayed")), i % 5 == 3);
+        }
+    }
+    info = itest_call_ok(cashier, "server.info", NULL);
+    after = itest_int(info, "database.batched");
+    json_decref(info);
+    if (after - before < 2)
+        fail_msg("no batch formed (%lld calls batched)", (long long)(after - before));
+    for (int i = 0; i < N; i++) {
+        if (i % 5 == 3) {
+            /* the replay: the first answer's postings, posted once */
+            assert_true(json_equal(json_object_get(answers[i], "postings"),
+                                   json_object_get(answers[i - 1], "postings")));
+            snprintf(check, sizeof(check), "CB%d", i - 1);
+            assert_int_equal(pos_folio_lines(cashier, w1, check, &sum), 3);
+            assert_int_equal(sum, pos_int(answers[i - 1], "total"));
+        } else if (i % 5 != 4) {
+            snprintf(check, sizeof(check), "CB%d", i);
+            assert_int_equal(pos_folio_lines(cashier, w1, check, &sum), 3);
+            assert_int_equal(sum, pos_int(answers[i], "total"));
+        }
+    }
+    for (int i = 0; i < N; i++)
+        json_decref(answers[i]);
+    itest_close(rest);
+    itest_close(cashier);
+}
+
 static void test_database_down_retry(void **state)
 {
     const struct itest_env *env = itest_env();
@@ -1210,6 +1283,7 @@ int main(void)
         ITEST(test_routing_and_closed_folio),
         ITEST(test_replay_after_dropped_connection),
         ITEST(test_concurrent_same_key),
+        ITEST(test_batched_posts),
         cmocka_unit_test_teardown(test_database_down_retry, pos_teardown),
         ITEST(test_possim),
     };
