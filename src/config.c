@@ -66,7 +66,7 @@ static const struct config_key key_table[] = {
         "queries waiting for a free connection before db_unavailable is answered"),
     KEY("database", "batch_lanes", CONFIG_INT, db_batch_lanes, "2", 0, 256, true,
         "batches of postings written at once (group commit); 0 writes each on its own"),
-    KEY("database", "batch_max", CONFIG_INT, db_batch_max, "32", 1, 1000, true,
+    KEY("database", "batch_max", CONFIG_INT, db_batch_max, "32", 1, 64, true,
         "postings in one batch at most"),
     KEY("database", "migrations_dir", CONFIG_STRING, db_migrations_dir, "sql", 0, 0, true,
         "directory of NNN_name.sql migrations for --migrate"),

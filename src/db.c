@@ -188,7 +188,11 @@ static bool watch(struct db_conn *dc, short what, event_callback_fn cb)
 static void notice_cb(void *arg, const char *message)
 {
     struct db_conn *dc = arg;
-    log_debug("db[%d]: %.*s", dc->index, (int)strcspn(message, "\n"), message);
+    /* a WARNING from our SQL says something went a slower way than it should (fl_batch) */
+    if (strncmp(message, "WARNING:", 8) == 0)
+        log_warn("db[%d]: %.*s", dc->index, (int)strcspn(message, "\n"), message);
+    else
+        log_debug("db[%d]: %.*s", dc->index, (int)strcspn(message, "\n"), message);
 }
 
 /* ---- results ---- */

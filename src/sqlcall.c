@@ -58,6 +58,7 @@ struct bcall {
     struct bcall *next;
     struct sqlbatch *owner;
     struct rpc_call *call;
+    bool again;   /* sent again after losing a deadlock */
     char *ctx;    /* JSON text, owned */
     char *params; /* JSON text, owned */
 };
@@ -72,7 +73,7 @@ struct sqlbatch {
     struct db_pool *db;
     struct bcall *head, *tail;
     int waiting;
-    int writing; /* batches sent, not yet answered */
+    int writing;       /* batches sent, not yet answered */
     long long batched; /* calls sent in batches of two or more, since the start */
     int lanes;
     int max;
@@ -117,13 +118,44 @@ static void fail_calls(struct bcall *bc, const struct db_result *r)
     }
 }
 
-/* One answer of fl_batch: {"ok": result} or {"error": {sqlstate, message, detail, hint}}. */
-static void answer_call(struct rpc_call *call, json_t *answer)
+/* Answers every waiting call db_unavailable (retryable): what is left when memory ran out. */
+static void fail_waiting(struct sqlbatch *b, const char *why)
 {
+    struct bcall *list = b->head;
+    b->head = b->tail = NULL;
+    b->waiting = 0;
+    struct db_result r = {DB_UNAVAILABLE, NULL, "", why, "", ""};
+    fail_calls(list, &r);
+}
+
+/* Puts a list of calls (last: its last element) back at the head of the queue. */
+static void requeue(struct sqlbatch *b, struct bcall *list, struct bcall *last)
+{
+    if (list == NULL)
+        return;
+    if (b->closed) {
+        struct db_result r = {DB_UNAVAILABLE, NULL, "", "daemon stopping", "", ""};
+        fail_calls(list, &r);
+        return;
+    }
+    for (struct bcall *bc = list; bc != NULL; bc = bc->next)
+        b->waiting++;
+    last->next = b->head;
+    if (b->head == NULL)
+        b->tail = last;
+    b->head = list;
+}
+
+/* One answer of fl_batch: {"ok": result} or {"error": {sqlstate, message, detail, hint}}.
+ * False when the call lost a deadlock for the first time: it is not answered but goes back to
+ * the queue, to run in a later batch, after the batch it waited for has committed. */
+static bool answer_call(struct bcall *bc, json_t *answer)
+{
+    struct rpc_call *call = bc->call;
     json_t *ok = json_object_get(answer, "ok");
     if (ok != NULL) {
         rpc_reply(call, json_incref(ok));
-        return;
+        return true;
     }
     json_t *err = json_object_get(answer, "error");
     const char *state = json_string_value(json_object_get(err, "sqlstate"));
@@ -132,13 +164,18 @@ static void answer_call(struct rpc_call *call, json_t *answer)
         conn_log(call->conn, LOG_LEVEL_ERROR, "%s: fl_batch gave no answer for the call",
                  call->method->name);
         rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "internal error");
-        return;
+        return true;
+    }
+    if (strcmp(state, "40P01") == 0 && !bc->again) {
+        bc->again = true;
+        return false;
     }
     const char *detail = json_string_value(json_object_get(err, "detail"));
     const char *hint = json_string_value(json_object_get(err, "hint"));
     struct db_result r = {
         DB_ERROR, NULL, state, message, detail != NULL ? detail : "", hint != NULL ? hint : ""};
     rpc_fail_db(call, &r);
+    return true;
 }
 
 static void kick(struct sqlbatch *b);
@@ -173,13 +210,23 @@ static void batch_done_cb(void *arg, const struct db_result *r)
         if (!json_is_array(answers) || json_array_size(answers) != (size_t)bt->n)
             log_error("fl_batch answered %s for %d calls",
                       answers == NULL ? "nothing usable" : "a different number of answers", bt->n);
+        struct bcall *again = NULL, *again_last = NULL;
         size_t i = 0;
         for (struct bcall *bc = bt->calls, *next; bc != NULL; bc = next, i++) {
             next = bc->next;
-            answer_call(bc->call, json_array_get(answers, i)); /* NULL past the end */
-            bcall_free(bc);
+            if (answer_call(bc, json_array_get(answers, i))) { /* NULL past the end */
+                bcall_free(bc);
+                continue;
+            }
+            bc->next = NULL;
+            if (again_last != NULL)
+                again_last->next = bc;
+            else
+                again = bc;
+            again_last = bc;
         }
         json_decref(answers);
+        requeue(b, again, again_last);
     }
     free(bt);
     lane_free(b);
@@ -202,85 +249,99 @@ static bool buf_add(char **buf, size_t *len, size_t *cap, const char *s)
     return true;
 }
 
-/* Sends batches while a lane is free and calls wait. */
+static struct bcall *pop(struct sqlbatch *b)
+{
+    struct bcall *bc = b->head;
+    b->head = bc->next;
+    if (b->head == NULL)
+        b->tail = NULL;
+    b->waiting--;
+    bc->next = NULL;
+    return bc;
+}
+
+/* The head call alone, as its own statement, without fl_batch's subtransaction. */
+static bool send_single(struct sqlbatch *b)
+{
+    struct bcall *bc = pop(b);
+    const char *params[2] = {bc->ctx, bc->params};
+    if (!db_query(b->db, bc->call->method->sql, 2, params, single_done_cb, bc)) {
+        struct db_result r = {DB_UNAVAILABLE, NULL, "", "out of memory", "", ""};
+        rpc_fail_db(bc->call, &r);
+        bcall_free(bc);
+        return false;
+    }
+    b->writing++;
+    return true;
+}
+
+/* Up to max calls from the head as one fl_batch statement. */
+static bool send_batch(struct sqlbatch *b)
+{
+    struct batch *bt = calloc(1, sizeof(*bt));
+    size_t len = 0, cap = 4096;
+    char *text = malloc(cap);
+    if (bt == NULL || text == NULL) {
+        free(bt);
+        free(text);
+        return false;
+    }
+    bt->owner = b;
+    text[0] = '\0';
+    bool ok = buf_add(&text, &len, &cap, "[");
+    struct bcall **tailp = &bt->calls;
+    while (ok && b->head != NULL && bt->n < b->max) {
+        struct bcall *bc = b->head;
+        ok = buf_add(&text, &len, &cap, bt->n > 0 ? ",{\"m\":\"" : "{\"m\":\"") &&
+             buf_add(&text, &len, &cap, bc->call->method->name) &&
+             buf_add(&text, &len, &cap, "\",\"ctx\":") && buf_add(&text, &len, &cap, bc->ctx) &&
+             buf_add(&text, &len, &cap, ",\"p\":") && buf_add(&text, &len, &cap, bc->params) &&
+             buf_add(&text, &len, &cap, "}");
+        if (!ok)
+            break;
+        *tailp = pop(b);
+        tailp = &bc->next;
+        bt->n++;
+    }
+    ok = ok && buf_add(&text, &len, &cap, "]");
+    const char *params[1] = {text};
+    if (ok && db_query(b->db, batch_sql, 1, params, batch_done_cb, bt)) {
+        b->writing++;
+        b->batched += bt->n;
+        free(text);
+        return true;
+    }
+    free(text);
+    struct db_result r = {DB_UNAVAILABLE, NULL, "", "out of memory", "", ""};
+    fail_calls(bt->calls, &r);
+    free(bt);
+    return false;
+}
+
+/* Sends batches while a lane is free and calls wait. When memory runs out, the calls still
+ * waiting are answered db_unavailable (retryable) rather than left without a lane. */
 static void kick(struct sqlbatch *b)
 {
     while (b->head != NULL && b->writing < (b->lanes > 0 ? b->lanes : 1)) {
-        if (b->head->next == NULL) {
-            /* alone: its own statement, without fl_batch's subtransaction */
-            struct bcall *bc = b->head;
-            const char *params[2] = {bc->ctx, bc->params};
-            b->head = b->tail = NULL;
-            b->waiting--;
-            if (db_query(b->db, bc->call->method->sql, 2, params, single_done_cb, bc)) {
-                b->writing++;
-            } else {
-                rpc_fail(bc->call, RPC_INTERNAL_ERROR, "internal", false, "out of memory");
-                bcall_free(bc);
-            }
+        bool sent = b->head->next == NULL || b->max == 1 ? send_single(b) : send_batch(b);
+        if (!sent) {
+            fail_waiting(b, "out of memory");
             return;
         }
-        struct batch *bt = calloc(1, sizeof(*bt));
-        size_t len = 0, cap = 4096;
-        char *text = malloc(cap);
-        if (bt == NULL || text == NULL) {
-            free(bt);
-            free(text);
-            return; /* the calls keep waiting; the next answer or call tries again */
-        }
-        bt->owner = b;
-        text[0] = '\0';
-        bool ok = buf_add(&text, &len, &cap, "[");
-        struct bcall **tailp = &bt->calls;
-        while (ok && b->head != NULL && bt->n < b->max) {
-            struct bcall *bc = b->head;
-            ok = buf_add(&text, &len, &cap, bt->n > 0 ? ",{\"m\":\"" : "{\"m\":\"") &&
-                 buf_add(&text, &len, &cap, bc->call->method->name) &&
-                 buf_add(&text, &len, &cap, "\",\"ctx\":") && buf_add(&text, &len, &cap, bc->ctx) &&
-                 buf_add(&text, &len, &cap, ",\"p\":") && buf_add(&text, &len, &cap, bc->params) &&
-                 buf_add(&text, &len, &cap, "}");
-            if (!ok)
-                break;
-            b->head = bc->next;
-            if (b->head == NULL)
-                b->tail = NULL;
-            b->waiting--;
-            bc->next = NULL;
-            *tailp = bc;
-            tailp = &bc->next;
-            bt->n++;
-        }
-        ok = ok && buf_add(&text, &len, &cap, "]");
-        const char *params[1] = {text};
-        if (bt->n > 0 && ok && db_query(b->db, batch_sql, 1, params, batch_done_cb, bt)) {
-            b->writing++;
-            b->batched += bt->n;
-            free(text);
-            continue;
-        }
-        free(text);
-        struct db_result r = {DB_UNAVAILABLE, NULL, "", "out of memory", "", ""};
-        fail_calls(bt->calls, &r);
-        free(bt);
-        return;
     }
 }
 
 static void batch_submit(struct sqlbatch *b, struct rpc_call *call, char *ctx, char *params)
 {
-    struct bcall *bc = calloc(1, sizeof(*bc));
-    if (bc == NULL || b->closed || b->waiting >= b->queue_max) {
-        free(bc);
+    const char *why = b->closed                    ? "daemon stopping"
+                      : b->waiting >= b->queue_max ? "database queue full"
+                                                   : NULL;
+    struct bcall *bc = why == NULL ? calloc(1, sizeof(*bc)) : NULL;
+    if (bc == NULL) {
         free(ctx);
         free(params);
-        struct db_result r = {DB_UNAVAILABLE,
-                              NULL,
-                              "",
-                              bc == NULL  ? "out of memory"
-                              : b->closed ? "daemon stopping"
-                                          : "database queue full",
-                              "",
-                              ""};
+        struct db_result r = {
+            DB_UNAVAILABLE, NULL, "", why != NULL ? why : "out of memory", "", ""};
         rpc_fail_db(call, &r);
         return;
     }
@@ -345,6 +406,8 @@ void sqlcall_handler(struct rpc_call *call)
                   db_query(srv->db, call->method->sql, 2, params, sqlcall_done_cb, call);
     free(ctx_text);
     free(params_text);
-    if (!queued)
-        rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "out of memory");
+    if (!queued) {
+        struct db_result r = {DB_UNAVAILABLE, NULL, "", "out of memory", "", ""};
+        rpc_fail_db(call, &r);
+    }
 }

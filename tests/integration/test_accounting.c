@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 /* ---- small helpers ---- */
 
 static const char *const t3_rooms[] = {"T3-01", "T3-02", "T3-03", "T3-04", "T3-05", "T3-06"};
@@ -1583,6 +1585,104 @@ static void test_closed_business_date(void **state)
     json_decref(st);
 }
 
+/* One statement on the test database, $1 = param; its single value as JSON (new reference). */
+static json_t *sql_json(PGconn *pg, const char *query, const char *param)
+{
+    const char *params[1] = {param};
+    PGresult *res = PQexecParams(pg, query, param != NULL ? 1 : 0, NULL, params, NULL, NULL, 0);
+    json_t *v;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        fail_msg("%s: %s", query, PQerrorMessage(pg));
+    v = json_loads(PQgetvalue(res, 0, 0), JSON_DECODE_ANY, NULL);
+    PQclear(res);
+    assert_non_null(v);
+    return v;
+}
+
+static void sql_exec(PGconn *pg, const char *query)
+{
+    PGresult *res = PQexec(pg, query);
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", query, PQerrorMessage(pg));
+    PQclear(res);
+}
+
+/* An answer to folio.post without what differs from one posting to the next. */
+static json_t *post_answer_shape(const json_t *answer)
+{
+    json_t *a = json_deep_copy(answer);
+
+    json_object_del(a, "postings");
+    json_object_del(json_object_get(a, "posting"), "id");
+    json_object_del(json_object_get(a, "posting"), "created_at");
+    json_object_del(json_object_get(a, "folio"), "balance");
+    return a;
+}
+
+/* The batch's way for plain folio.post calls (fl_batch_plain_posts, sql/016_batch.sql) takes
+ * every plain call of the batch, and answers each as api_folio_post answers it alone: the
+ * same members and values but the posting's id and time, and the balance after each call.
+ * Run straight on the database inside a transaction that is rolled back. */
+static void check_plain_way(json_int_t fid)
+{
+    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
+    static const char ctx_sql[] =
+        "jsonb_build_object('user', 'cashier', 'role', 'cashier', 'conn', 0, 'peer', 'test', "
+        "'user_id', u.id, 'outlet_id', NULL, 'property_id', u.property_id)";
+    static const char p_sql[] =
+        "jsonb_build_object('folio_id', $1::bigint, 'code', 'TIP', 'amount', 125, 'quantity', 2, "
+        "'description', ' Batch ', 'reference', 'eq')";
+    char q[2048], param[32];
+    json_t *batch, *single, *want, *got, *before;
+    json_int_t balance;
+    size_t i;
+    PGconn *pg;
+
+    if (conninfo == NULL)
+        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
+    pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK)
+        fail_msg("database: %s", PQerrorMessage(pg));
+    snprintf(param, sizeof(param), "%" PRId64, (int64_t)fid);
+    sql_exec(pg, "BEGIN");
+    before = sql_json(pg, "SELECT to_jsonb(balance) FROM folios WHERE id = $1::bigint", param);
+    balance = json_integer_value(before);
+    snprintf(q, sizeof(q),
+             "SELECT fl_batch_plain_posts(jsonb_build_array(c, c, c)) FROM "
+             "(SELECT jsonb_build_object('m', 'folio.post', 'ctx', %s, 'p', %s) AS c "
+             "FROM users u WHERE u.username = 'cashier') x",
+             ctx_sql, p_sql);
+    batch = sql_json(pg, q, param);
+    snprintf(q, sizeof(q), "SELECT api_folio_post(%s, %s) FROM users u WHERE u.username = 'cashier'",
+             ctx_sql, p_sql);
+    single = sql_json(pg, q, param);
+    sql_exec(pg, "ROLLBACK");
+    PQfinish(pg);
+
+    assert_int_equal(json_array_size(batch), 3);
+    want = post_answer_shape(single);
+    for (i = 0; i < 3; i++) {
+        json_t *a = json_object_get(json_array_get(batch, i), "ok");
+
+        assert_int_equal(itest_int(json_array_get(batch, i), "i"), (json_int_t)i + 1);
+        got = post_answer_shape(a);
+        if (!json_equal(got, want))
+            fail_msg("batched answer %zu differs: %s", i, dump(got));
+        assert_int_equal(itest_int(a, "folio.balance"), balance + 250 * (json_int_t)(i + 1));
+        assert_int_equal(itest_int(a, "posting.amount"), 250);
+        assert_string_equal(itest_str(json_object_get(a, "posting"), "description"), "Batch");
+        json_decref(got);
+    }
+    /* the single call, run after them, sees their three postings */
+    assert_int_equal(itest_int(single, "folio.balance"), balance + 4 * 250);
+    json_decref(want);
+    json_decref(batch);
+    json_decref(single);
+    json_decref(before);
+}
+
 /* server.info's count of calls sent in batches of two or more (group commit). */
 static json_int_t batched_count(struct client *c)
 {
@@ -1651,6 +1751,8 @@ static void test_batched_posts(void **state)
     assert_int_equal(folio_balance(cashier, fid), start + expected);
     assert_int_equal(folio_posting_count(cashier, fid), lines + (size_t)accepted);
     assert_int_equal(folio_balance(cashier, closed), 0);
+    check_plain_way(fid);
+    assert_int_equal(folio_balance(cashier, fid), start + expected);
     json_decref(st);
     json_decref(gone);
     itest_close(cashier);
