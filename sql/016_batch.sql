@@ -66,6 +66,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     todo fl_batch_post[];
     ids bigint[];
+    v_open bigint[];
     answers jsonb;
 BEGIN
     -- the plain calls and what api_folio_post (012) and fl_post_charge (012) read for them
@@ -100,15 +101,15 @@ BEGIN
 
     -- the locks of fl_post_charge, property then folio (the folios in id order); a call whose
     -- folio was closed meanwhile goes the usual way
-    PERFORM 1 FROM properties WHERE id IN (SELECT t.property_id FROM unnest(todo) t)
-      ORDER BY id FOR SHARE;
-    SELECT array_agg(t ORDER BY t.i) INTO todo
-      FROM unnest(todo) t
-     WHERE t.folio_id IN (SELECT l.id
-                            FROM (SELECT f.id, f.status FROM folios f
-                                   WHERE f.id IN (SELECT x.folio_id FROM unnest(todo) x)
-                                   ORDER BY f.id FOR NO KEY UPDATE) l
-                           WHERE l.status = 'open');
+    PERFORM 1 FROM properties
+     WHERE id = ANY (ARRAY(SELECT DISTINCT t.property_id FROM unnest(todo) t))
+     ORDER BY id FOR SHARE;
+    SELECT array_agg(l.id) INTO v_open
+      FROM (SELECT f.id, f.status FROM folios f
+             WHERE f.id = ANY (ARRAY(SELECT DISTINCT t.folio_id FROM unnest(todo) t))
+             ORDER BY f.id FOR NO KEY UPDATE) l
+     WHERE l.status = 'open';
+    SELECT array_agg(t ORDER BY t.i) INTO todo FROM unnest(todo) t WHERE t.folio_id = ANY (v_open);
     IF todo IS NULL THEN
         RETURN '[]'::jsonb;
     END IF;
@@ -164,9 +165,11 @@ BEGIN
 END
 $$;
 
--- calls: [{"m": method, "ctx": context, "p": params}, ...]. Answers, in the same order:
+-- calls: [{"m": method, "ctx": context, "p": params}, ...]; v_budget: milliseconds the calls
+-- may spend waiting for locks in all (the daemon sends four fifths of its statement_timeout;
+-- 0: no limit). Answers, in the same order:
 -- [{"ok": result} | {"error": {"sqlstate", "message", "detail", "hint"}}, ...].
-CREATE FUNCTION fl_batch(calls jsonb) RETURNS jsonb
+CREATE FUNCTION fl_batch(calls jsonb, v_budget integer) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     n integer := jsonb_array_length(calls);
@@ -174,7 +177,6 @@ DECLARE
     a jsonb;
     c jsonb;
     i integer;
-    v_budget bigint;
     v_left bigint;
     v_state text;
     v_message text;
@@ -184,8 +186,6 @@ BEGIN
     IF n = 0 THEN
         RETURN '[]'::jsonb;
     END IF;
-    SELECT setting::bigint * 4 / 5 INTO v_budget FROM pg_settings
-     WHERE name = 'statement_timeout';
     IF n > 1 AND jsonb_path_exists(calls, '$[*] ? (@.m == "folio.post")') THEN
         IF v_budget > 0 THEN
             PERFORM set_config('lock_timeout', v_budget::text, true);

@@ -14,6 +14,7 @@
  */
 #include "sqlcall.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,10 +79,11 @@ struct sqlbatch {
     int lanes;
     int max;
     int queue_max;
+    char lock_budget[16]; /* ms a batch's calls may wait for locks: 4/5 of statement_timeout */
     bool closed;
 };
 
-static const char batch_sql[] = "SELECT fl_batch($1::jsonb)";
+static const char batch_sql[] = "SELECT fl_batch($1::jsonb, $2::integer)";
 
 static void bcall_free(struct bcall *bc)
 {
@@ -304,8 +306,8 @@ static bool send_batch(struct sqlbatch *b)
         bt->n++;
     }
     ok = ok && buf_add(&text, &len, &cap, "]");
-    const char *params[1] = {text};
-    if (ok && db_query(b->db, batch_sql, 1, params, batch_done_cb, bt)) {
+    const char *params[2] = {text, b->lock_budget};
+    if (ok && db_query(b->db, batch_sql, 2, params, batch_done_cb, bt)) {
         b->writing++;
         b->batched += bt->n;
         free(text);
@@ -363,6 +365,7 @@ void sqlbatch_reconfigure(struct sqlbatch *b, const struct foliod_config *cfg)
     b->lanes = cfg->db_batch_lanes;
     b->max = cfg->db_batch_max;
     b->queue_max = cfg->db_queue_max;
+    snprintf(b->lock_budget, sizeof(b->lock_budget), "%d", cfg->db_statement_timeout / 5 * 4);
     if (!b->closed)
         kick(b);
 }
