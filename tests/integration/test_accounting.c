@@ -1655,8 +1655,9 @@ static void check_plain_way(json_int_t fid)
              "FROM users u WHERE u.username = 'cashier') x",
              ctx_sql, p_sql);
     batch = sql_json(pg, q, param);
-    snprintf(q, sizeof(q), "SELECT api_folio_post(%s, %s) FROM users u WHERE u.username = 'cashier'",
-             ctx_sql, p_sql);
+    snprintf(q, sizeof(q),
+             "SELECT api_folio_post(%s, %s) FROM users u WHERE u.username = 'cashier'", ctx_sql,
+             p_sql);
     single = sql_json(pg, q, param);
     sql_exec(pg, "ROLLBACK");
     PQfinish(pg);
@@ -1709,17 +1710,18 @@ static void test_batched_posts(void **state)
     int accepted = 0;
 
     (void)state;
-    json_decref(itest_call_ok(cashier, "stay.check_out",
-                              json_pack("{s:I}", "stay_id", stay_id(gone))));
+    json_decref(
+        itest_call_ok(cashier, "stay.check_out", json_pack("{s:I}", "stay_id", stay_id(gone))));
     assert_string_equal(folio_status(cashier, closed, status), "closed");
     before = batched_count(cashier);
     for (int i = 0; i < N; i++) {
-        json_t *p = i % 3 == 0   ? json_pack("{s:I, s:s, s:i}", "folio_id", closed, "code", "TIP",
-                                             "amount", 100 + i)
-                    : i % 3 == 1 ? json_pack("{s:I, s:s, s:i}", "folio_id", fid, "code", "NOPE",
-                                             "amount", 100 + i)
-                                 : json_pack("{s:I, s:s, s:i, s:s}", "folio_id", fid, "code",
-                                             "TIP", "amount", 100 + i, "reference", "batch");
+        json_t *p =
+            i % 3 == 0
+                ? json_pack("{s:I, s:s, s:i}", "folio_id", closed, "code", "TIP", "amount", 100 + i)
+            : i % 3 == 1
+                ? json_pack("{s:I, s:s, s:i}", "folio_id", fid, "code", "NOPE", "amount", 100 + i)
+                : json_pack("{s:I, s:s, s:i, s:s}", "folio_id", fid, "code", "TIP", "amount",
+                            100 + i, "reference", "batch");
         assert_true(client_send_request(cashier, "folio.post", p, &ids[i]));
         json_decref(p);
     }
@@ -1758,6 +1760,92 @@ static void test_batched_posts(void **state)
     itest_close(cashier);
 }
 
+/* A posting of a batch stuck behind a lock waits only for the batch's lock budget (four fifths
+ * of statement_timeout) and is answered busy (retryable) alone: the postings written with it
+ * are not held up past that or lost. A daemon of its own with one lane and a statement_timeout
+ * of 1 s; the lock is held by a transaction opened here. */
+static void test_batch_lock_wait(void **state)
+{
+    enum { N = 6 };
+    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
+    struct client *cashier = itest_connect_user("cashier");
+    struct itest_daemon d;
+    struct client *c;
+    json_int_t f[3], ids[N];
+    /* the locked folio's posting comes last, so that it is never alone in its batch */
+    const int target[N] = {0, 2, 0, 2, 0, 1};
+    char param[32];
+    PGconn *pg;
+    PGresult *res;
+
+    (void)state;
+    if (conninfo == NULL)
+        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
+    for (int i = 0; i < 3; i++) {
+        json_t *fo =
+            itest_call_ok(cashier, "folio.open",
+                          json_pack("{s:s, s:s}", "type", "non_guest", "name", "Lock wait"));
+
+        f[i] = itest_int(fo, "id");
+        json_decref(fo);
+    }
+    itest_daemon_start(
+        &d, "batch-lock",
+        "[database]\nstatement_timeout = 1000\nbatch_lanes = 1\n[log]\naccess = no\n");
+    c = itest_daemon_connect(&d);
+    assert_non_null(c);
+    json_decref(itest_call_ok(c, "session.login",
+                              json_pack("{s:s, s:s}", "user", "cashier", "password", "cashier")));
+
+    pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK)
+        fail_msg("database: %s", PQerrorMessage(pg));
+    sql_exec(pg, "BEGIN");
+    snprintf(param, sizeof(param), "%" PRId64, (int64_t)f[1]);
+    {
+        const char *params[1] = {param};
+
+        res = PQexecParams(pg, "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE", 1, NULL,
+                           params, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+        PQclear(res);
+    }
+    for (int i = 0; i < N; i++) {
+        json_t *p =
+            json_pack("{s:I, s:s, s:i}", "folio_id", f[target[i]], "code", "TIP", "amount", 100);
+
+        assert_true(client_send_request(c, "folio.post", p, &ids[i]));
+        json_decref(p);
+    }
+    for (int i = 0; i < N; i++) {
+        json_t *r = NULL;
+
+        if (!client_wait_response(c, ids[i], 10000, &r))
+            fail_msg("answer %d: %s", i, client_error(c));
+        if (target[i] == 1) {
+            struct client_rpc_error e;
+
+            assert_true(client_response_error(r, &e));
+            if (e.reason == NULL || strcmp(e.reason, "busy") != 0 || !e.retryable)
+                fail_msg("post %d behind the lock: %s", i, dump(r));
+        } else if (client_response_result(r) == NULL) {
+            fail_msg("post %d refused: %s", i, dump(r));
+        }
+        json_decref(r);
+    }
+    sql_exec(pg, "ROLLBACK");
+    PQfinish(pg);
+    /* the batch's plain way met the lock, gave up within the budget, and said so */
+    assert_true(itest_daemon_log_contains(&d, "run one by one"));
+    assert_int_equal(folio_balance(cashier, f[0]), 300);
+    assert_int_equal(folio_balance(cashier, f[1]), 0);
+    assert_int_equal(folio_balance(cashier, f[2]), 200);
+    itest_close(c);
+    itest_daemon_stop(&d, 15000);
+    itest_daemon_assert_clean_log(&d);
+    itest_close(cashier);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1781,6 +1869,7 @@ int main(void)
         ITEST(test_statement),
         ITEST(test_closed_business_date),
         ITEST(test_batched_posts),
+        ITEST(test_batch_lock_wait),
     };
 
     return cmocka_run_group_tests(tests, itest_group_setup, NULL);
