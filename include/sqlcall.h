@@ -12,19 +12,23 @@
  * wait in a FIFO while database.batch_lanes batches are being written, and the next free lane
  * takes up to database.batch_max of them as one statement, fl_batch() (sql/016_batch.sql): one
  * transaction, each call in its own subtransaction, each answered with its own result or error
- * after the commit. With batch_lanes = 0 every call is sent on its own.
+ * after the commit. A new call is looked at once the loop has read what else arrived with it
+ * (a zero-delay event, not a timer), so that requests read in one turn of the loop leave in
+ * one batch. With batch_lanes = 0 every call is sent on its own.
  */
 #ifndef FOLIOD_SQLCALL_H
 #define FOLIOD_SQLCALL_H
 
 struct rpc_call;
+struct event_base;
 struct db_pool;
 struct foliod_config;
 struct sqlbatch;
 
 void sqlcall_handler(struct rpc_call *call);
 
-struct sqlbatch *sqlbatch_new(struct db_pool *db, const struct foliod_config *cfg);
+struct sqlbatch *sqlbatch_new(struct event_base *base, struct db_pool *db,
+                              const struct foliod_config *cfg);
 /* Applies batch_lanes, batch_max and queue_max; waiting calls are sent if lanes opened. */
 void sqlbatch_reconfigure(struct sqlbatch *b, const struct foliod_config *cfg);
 /* Calls waiting, batches being written and calls sent in batches of two or more since the

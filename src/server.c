@@ -59,7 +59,7 @@ bool server_init(struct server *srv, struct event_base *base, struct foliod_conf
         log_error("cannot create the database pool");
         return false;
     }
-    srv->batch = sqlbatch_new(srv->db, &srv->cfg);
+    srv->batch = sqlbatch_new(base, srv->db, &srv->cfg);
     if (srv->batch == NULL) {
         log_error("cannot create the posting batcher");
         return false;

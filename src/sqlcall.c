@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "config.h"
 #include "conn.h"
 #include "db.h"
@@ -72,6 +74,7 @@ struct batch {
 
 struct sqlbatch {
     struct db_pool *db;
+    struct event *kick_ev; /* zero-delay: sends what this turn of the loop queued */
     struct bcall *head, *tail;
     int waiting;
     int writing;       /* batches sent, not yet answered */
@@ -92,11 +95,28 @@ static void bcall_free(struct bcall *bc)
     free(bc);
 }
 
-struct sqlbatch *sqlbatch_new(struct db_pool *db, const struct foliod_config *cfg)
+static void kick(struct sqlbatch *b);
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sqlbatch *b = arg;
+    if (!b->closed)
+        kick(b);
+}
+
+struct sqlbatch *sqlbatch_new(struct event_base *base, struct db_pool *db,
+                              const struct foliod_config *cfg)
 {
     struct sqlbatch *b = calloc(1, sizeof(*b));
     if (b == NULL)
         return NULL;
+    b->kick_ev = event_new(base, -1, 0, kick_cb, b);
+    if (b->kick_ev == NULL) {
+        free(b);
+        return NULL;
+    }
     b->db = db;
     sqlbatch_reconfigure(b, cfg);
     return b;
@@ -179,8 +199,6 @@ static bool answer_call(struct bcall *bc, json_t *answer)
     rpc_fail_db(call, &r);
     return true;
 }
-
-static void kick(struct sqlbatch *b);
 
 static void lane_free(struct sqlbatch *b)
 {
@@ -357,7 +375,9 @@ static void batch_submit(struct sqlbatch *b, struct rpc_call *call, char *ctx, c
         b->head = bc;
     b->tail = bc;
     b->waiting++;
-    kick(b);
+    /* after the other requests this turn of the loop reads, which may join its batch */
+    if (!event_pending(b->kick_ev, EV_TIMEOUT, NULL))
+        event_active(b->kick_ev, EV_TIMEOUT, 1);
 }
 
 void sqlbatch_reconfigure(struct sqlbatch *b, const struct foliod_config *cfg)
@@ -387,6 +407,7 @@ void sqlbatch_free(struct sqlbatch *b)
     if (b == NULL)
         return;
     sqlbatch_close(b);
+    event_free(b->kick_ev);
     free(b);
 }
 
