@@ -600,6 +600,7 @@ table() {
     printf -- '- Conditions: foliod, PostgreSQL, pgbench and the load generator share the machine '
     printf '(other work on it moves figures by 10-25%%). Private cluster with fsync and '
     printf 'synchronous_commit off, as in the tests. foliod: release build, pool of %s, ' "$POOL"
+    printf 'group commit with the default settings (2 batches at once of up to 32 postings), ' 
     printf 'warn-level log, no access log. %s s per run after 1 s of warm-up; rounds: %s, ' "$RUN_SECONDS" "$ROUNDS"
     printf 'interleaved (ceiling, foliod, ceiling, foliod...); medians, with every run listed. '
     printf 'Load average (1, 5, 15 min) at the start: %s; at the end: %s.\n' "${LOAD_START:-?}" "${LOAD_END:-?}"
