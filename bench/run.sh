@@ -155,13 +155,14 @@ proc_cpu_ms() {
 }
 
 # User + system CPU time in ms of the PostgreSQL server: the postmaster and its children (the
-# backends, the background processes), from /proc.
+# backends, the background processes), from /proc. cat reads past a process that exits while
+# the files are read (awk given the files would stop there and the sum would be lost).
 pg_cpu_ms() {
     local pm
     pm=$(head -n 1 "$PG_DIR/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
-    awk -v hz="$CLK_TCK" -v pm="$pm" '{ pid = $1; sub(/^.*\) /, "")
-        if (pid == pm || $2 == pm) t += $12 + $13 } END { printf "%d\n", t * 1000 / hz }' \
-        /proc/[0-9]*/stat 2>/dev/null || echo 0
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v hz="$CLK_TCK" -v pm="$pm" '{ pid = $1
+        sub(/^.*\) /, ""); if (pid == pm || $2 == pm) t += $12 + $13 }
+        END { printf "%d\n", t * 1000 / hz }'
 }
 
 ms() { awk -v u="$1" 'BEGIN { if (u == "" || u == "-") print "-"; else printf "%.2f", u / 1000 }'; }
