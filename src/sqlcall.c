@@ -189,6 +189,8 @@ static bool answer_call(struct bcall *bc, json_t *answer)
         return true;
     }
     if (strcmp(state, "40P01") == 0 && !bc->again) {
+        conn_log(call->conn, LOG_LEVEL_INFO, "%s lost a deadlock in its batch; sent again",
+                 call->method->name);
         bc->again = true;
         return false;
     }

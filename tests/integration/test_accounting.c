@@ -1846,6 +1846,108 @@ static void test_batch_lock_wait(void **state)
     itest_close(cashier);
 }
 
+/* Two batches, or a batch and another transaction, can wait on each other: here a batch of two
+ * FOOD charges (not the plain way: FOOD has tax rules) holds folio a and waits for folio b,
+ * which a transaction opened here holds and which then asks for a. PostgreSQL refuses one of
+ * them after deadlock_timeout; when it is the batch's call, foliod sends that call again once
+ * the batch has committed, and the client only sees its answer come late. */
+static void test_batch_deadlock_again(void **state)
+{
+    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
+    struct client *cashier = itest_connect_user("cashier");
+    struct itest_daemon d;
+    struct client *c;
+    json_int_t f[3], ids[3];
+    char pa[32], pb[32];
+    const char *params[1];
+    PGconn *pg;
+    PGresult *res;
+
+    (void)state;
+    if (conninfo == NULL)
+        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
+    for (int i = 0; i < 3; i++) {
+        json_t *fo =
+            itest_call_ok(cashier, "folio.open",
+                          json_pack("{s:s, s:s}", "type", "non_guest", "name", "Deadlock"));
+
+        f[i] = itest_int(fo, "id");
+        json_decref(fo);
+    }
+    itest_daemon_start(&d, "batch-deadlock", "[database]\nbatch_lanes = 1\n[log]\naccess = no\n");
+    c = itest_daemon_connect(&d);
+    assert_non_null(c);
+    json_decref(itest_call_ok(c, "session.login",
+                              json_pack("{s:s, s:s}", "user", "cashier", "password", "cashier")));
+    pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK)
+        fail_msg("database: %s", PQerrorMessage(pg));
+    sql_exec(pg, "BEGIN");
+    snprintf(pa, sizeof(pa), "%" PRId64, (int64_t)f[0]);
+    snprintf(pb, sizeof(pb), "%" PRId64, (int64_t)f[1]);
+    params[0] = pb;
+    res = PQexecParams(pg, "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE", 1, NULL,
+                       params, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+
+    /* the first goes alone (folio c); the two after it wait for the lane and leave together */
+    for (int i = 0; i < 3; i++) {
+        json_int_t fid = i == 0 ? f[2] : f[i - 1];
+        json_t *p = json_pack("{s:I, s:s, s:i}", "folio_id", fid, "code", "FOOD", "amount", 1000);
+
+        assert_true(client_send_request(c, "folio.post", p, &ids[i]));
+        json_decref(p);
+    }
+    /* wait until the batch holds a and waits for b (a daemon's backend waiting for a lock) */
+    {
+        PGconn *mon = PQconnectdb(conninfo);
+        bool waiting = false;
+
+        if (PQstatus(mon) != CONNECTION_OK)
+            fail_msg("database: %s", PQerrorMessage(mon));
+        for (int i = 0; i < 200 && !waiting; i++) {
+            PGresult *w = PQexec(mon, "SELECT count(*) FROM pg_stat_activity "
+                                      "WHERE application_name = 'foliod' "
+                                      "AND wait_event_type = 'Lock'");
+
+            waiting = PQresultStatus(w) == PGRES_TUPLES_OK && atoi(PQgetvalue(w, 0, 0)) > 0;
+            PQclear(w);
+            if (!waiting)
+                itest_sleep_ms(50);
+        }
+        PQfinish(mon);
+        if (!waiting)
+            fail_msg("the batch never waited for folio b");
+    }
+    /* asking for a closes the circle */
+    params[0] = pa;
+    res = PQexecParams(pg, "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE", 1, NULL,
+                       params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("the batch's call should have lost the deadlock, not this transaction: %s",
+                 PQerrorMessage(pg));
+    PQclear(res);
+    sql_exec(pg, "ROLLBACK");
+    PQfinish(pg);
+    for (int i = 0; i < 3; i++) {
+        json_t *r = NULL;
+
+        if (!client_wait_response(c, ids[i], 20000, &r))
+            fail_msg("answer %d: %s", i, client_error(c));
+        if (client_response_result(r) == NULL)
+            fail_msg("post %d refused: %s", i, dump(r));
+        json_decref(r);
+    }
+    assert_true(itest_daemon_log_contains(&d, "lost a deadlock in its batch; sent again"));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(folio_balance(cashier, f[i]), itest_split_total("FOOD", 1000));
+    itest_close(c);
+    itest_daemon_stop(&d, 15000);
+    itest_daemon_assert_clean_log(&d);
+    itest_close(cashier);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1870,6 +1972,7 @@ int main(void)
         ITEST(test_closed_business_date),
         ITEST(test_batched_posts),
         ITEST(test_batch_lock_wait),
+        ITEST(test_batch_deadlock_again),
     };
 
     return cmocka_run_group_tests(tests, itest_group_setup, NULL);
