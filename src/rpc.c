@@ -481,6 +481,20 @@ const struct rpc_method *rpc_method_find(const char *name)
 
 /* ---- envelope ---- */
 
+/* How many bytes of s to print so as to print at most max of them without cutting a UTF-8
+ * sequence in two (s comes from parsed JSON, so it is valid UTF-8): a message or a field
+ * that ends in half a character is not valid JSON text, and its answer could not be built. */
+static int utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n <= max)
+        return (int)n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return (int)n;
+}
+
 void rpc_request_clear(struct rpc_request *req)
 {
     json_decref(req->root);
@@ -524,7 +538,7 @@ int rpc_parse_request(const char *text, size_t len, struct rpc_request *req, cha
     json_object_foreach(req->root, key, value) {
         if (strcmp(key, "jsonrpc") != 0 && strcmp(key, "id") != 0 &&
             strcmp(key, "method") != 0 && strcmp(key, "params") != 0) {
-            snprintf(msg, msglen, "unexpected member '%.64s'", key);
+            snprintf(msg, msglen, "unexpected member '%.*s'", utf8_prefix(key, 64), key);
             return RPC_INVALID_REQUEST;
         }
     }
@@ -594,8 +608,9 @@ bool rpc_validate_params(const json_t *params, const struct rpc_param *spec, cha
         while (p->name != NULL && strcmp(p->name, key) != 0)
             p++;
         if (p->name == NULL) {
-            snprintf(field, fieldlen, "%.64s", key);
-            snprintf(msg, msglen, "unexpected parameter '%.64s'", key);
+            snprintf(field, fieldlen, "%.*s",
+                     utf8_prefix(key, fieldlen - 1 < 64 ? fieldlen - 1 : 64), key);
+            snprintf(msg, msglen, "unexpected parameter '%.*s'", utf8_prefix(key, 64), key);
             return false;
         }
     }
@@ -698,6 +713,8 @@ json_t *rpc_make_result(json_t *id, json_t *result)
 json_t *rpc_make_error(json_t *id, int code, const char *message, json_t *data)
 {
     json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    if (err == NULL) /* a message that is not UTF-8 (not expected) still gets an answer */
+        err = json_pack("{s:i, s:s}", "code", code, "message", "invalid request");
     if (err != NULL && data != NULL)
         json_object_set_new(err, "data", data);
     else
@@ -984,7 +1001,8 @@ void rpc_dispatch(struct conn *c, const char *line, size_t len)
     }
     const struct rpc_method *m = rpc_method_find(req.method);
     if (m == NULL) {
-        snprintf(msg, sizeof(msg), "unknown method '%.64s'", req.method);
+        snprintf(msg, sizeof(msg), "unknown method '%.*s'", utf8_prefix(req.method, 64),
+                 req.method);
         answer_now(c, req.id, req.method, start, RPC_METHOD_NOT_FOUND, msg,
                    rpc_error_data("unknown_method", false));
         goto done;

@@ -155,6 +155,53 @@ static void test_params(void **state)
     json_decref(arr);
 }
 
+/* Found by fuzz_rpc: a member or parameter name of more than 64 bytes with a two-byte
+ * character across byte 64. The message quoting it was cut in the middle of the character,
+ * was no longer UTF-8, and no error answer could be built from it. */
+static void test_long_names_cut_on_characters(void **state)
+{
+    (void)state;
+    struct rpc_request req;
+    char msg[256], f[64];
+    /* 63 ASCII bytes, then U+013C across bytes 63-64, then U+00E9 */
+    char name[128];
+    memset(name, 'x', 63);
+    strcpy(name + 63, "\xc4\xbc\xc3\xa9tail");
+    char text[512];
+    snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,\"%s\":1,\"method\":\"x\"}", name);
+    assert_int_equal(parse(text, &req, msg), RPC_INVALID_REQUEST);
+    json_t *err = rpc_make_error(req.id, RPC_INVALID_REQUEST, msg,
+                                 rpc_error_data("invalid_request", false));
+    assert_non_null(err);
+    /* the name is cut before U+013C, not in it */
+    assert_non_null(strstr(msg, "xxx'"));
+    json_decref(err);
+    rpc_request_clear(&req);
+
+    /* the same for an unexpected parameter, in the message and in the field */
+    json_t *p = json_object();
+    json_object_set_new(p, "name", json_string("a"));
+    json_object_set_new(p, name, json_integer(1));
+    assert_false(rpc_validate_params(p, spec, f, sizeof(f), msg, sizeof(msg)));
+    json_t *m = json_string(msg), *fj = json_string(f);
+    assert_non_null(m);
+    assert_non_null(fj);
+    assert_int_equal(strlen(f), 63); /* 63 bytes of room: U+013C would need 65 */
+    json_decref(m);
+    json_decref(fj);
+    json_decref(p);
+
+    /* the fuzzer's input itself */
+    static const char found[] = "{\"jsonrpc\":\"1.0\",\"met"
+                                "<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<"
+                                "<\xc4\xbc<<<<<<<<<<<<<<<<hod\":\"t\",\"params\":{\"stay_id\":2}}";
+    assert_int_equal(parse(found, &req, msg), RPC_INVALID_REQUEST);
+    err = rpc_make_error(req.id, RPC_INVALID_REQUEST, msg, rpc_error_data("invalid_request", false));
+    assert_non_null(err);
+    json_decref(err);
+    rpc_request_clear(&req);
+}
+
 static void test_method_table(void **state)
 {
     (void)state;
@@ -236,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_bad_envelopes),
         cmocka_unit_test(test_invalid_request_keeps_id),
         cmocka_unit_test(test_params),
+        cmocka_unit_test(test_long_names_cut_on_characters),
         cmocka_unit_test(test_method_table),
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_conn_state_machine),
