@@ -150,8 +150,7 @@ BEGIN
     SELECT jsonb_agg(jsonb_build_object('i', a.i, 'ok', a.answer) ORDER BY a.i) INTO answers
       FROM (SELECT b.i,
                    jsonb_build_object(
-                       'posting', fl_posting_json(p::postings, co), 'postings',
-                       jsonb_build_array(fl_posting_json(p::postings, co)), 'total', p.amount,
+                       'posting', pj.j, 'postings', jsonb_build_array(pj.j), 'total', p.amount,
                        'folio', fl_folio_brief(f) || jsonb_build_object(
                            'balance', f.balance + sum(p.amount) OVER (PARTITION BY p.folio_id
                                                                       ORDER BY p.id)),
@@ -160,7 +159,8 @@ BEGIN
               FROM ins p
               JOIN b ON b.posting_id = p.id
               JOIN trx_codes co ON co.id = p.trx_code_id
-              JOIN folios f ON f.id = p.folio_id) a;
+              JOIN folios f ON f.id = p.folio_id
+              CROSS JOIN LATERAL (SELECT fl_posting_json(p::postings, co) AS j) pj) a;
     RETURN answers;
 END
 $$;

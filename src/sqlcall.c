@@ -129,6 +129,12 @@ void sqlbatch_stats(const struct sqlbatch *b, int *waiting, int *writing, long l
     *batched = b != NULL ? b->batched : 0;
 }
 
+/* A retryable failure: no database answer, for the reason why. */
+static struct db_result unavailable(const char *why)
+{
+    return (struct db_result){DB_UNAVAILABLE, NULL, "", why, "", ""};
+}
+
 /* Answers every call of the list with r and frees the list. */
 static void fail_calls(struct bcall *bc, const struct db_result *r)
 {
@@ -146,7 +152,7 @@ static void fail_waiting(struct sqlbatch *b, const char *why)
     struct bcall *list = b->head;
     b->head = b->tail = NULL;
     b->waiting = 0;
-    struct db_result r = {DB_UNAVAILABLE, NULL, "", why, "", ""};
+    struct db_result r = unavailable(why);
     fail_calls(list, &r);
 }
 
@@ -156,7 +162,7 @@ static void requeue(struct sqlbatch *b, struct bcall *list, struct bcall *last)
     if (list == NULL)
         return;
     if (b->closed) {
-        struct db_result r = {DB_UNAVAILABLE, NULL, "", "daemon stopping", "", ""};
+        struct db_result r = unavailable("daemon stopping");
         fail_calls(list, &r);
         return;
     }
@@ -288,7 +294,7 @@ static bool send_single(struct sqlbatch *b)
     struct bcall *bc = pop(b);
     const char *params[2] = {bc->ctx, bc->params};
     if (!db_query(b->db, bc->call->method->sql, 2, params, single_done_cb, bc)) {
-        struct db_result r = {DB_UNAVAILABLE, NULL, "", "out of memory", "", ""};
+        struct db_result r = unavailable("out of memory");
         rpc_fail_db(bc->call, &r);
         bcall_free(bc);
         return false;
@@ -334,7 +340,7 @@ static bool send_batch(struct sqlbatch *b)
         return true;
     }
     free(text);
-    struct db_result r = {DB_UNAVAILABLE, NULL, "", "out of memory", "", ""};
+    struct db_result r = unavailable("out of memory");
     fail_calls(bt->calls, &r);
     free(bt);
     return false;
@@ -362,8 +368,7 @@ static void batch_submit(struct sqlbatch *b, struct rpc_call *call, char *ctx, c
     if (bc == NULL) {
         free(ctx);
         free(params);
-        struct db_result r = {
-            DB_UNAVAILABLE, NULL, "", why != NULL ? why : "out of memory", "", ""};
+        struct db_result r = unavailable(why != NULL ? why : "out of memory");
         rpc_fail_db(call, &r);
         return;
     }
@@ -400,7 +405,7 @@ void sqlbatch_close(struct sqlbatch *b)
     struct bcall *list = b->head;
     b->head = b->tail = NULL;
     b->waiting = 0;
-    struct db_result r = {DB_UNAVAILABLE, NULL, "", "daemon stopping", "", ""};
+    struct db_result r = unavailable("daemon stopping");
     fail_calls(list, &r);
 }
 
@@ -433,7 +438,7 @@ void sqlcall_handler(struct rpc_call *call)
     free(ctx_text);
     free(params_text);
     if (!queued) {
-        struct db_result r = {DB_UNAVAILABLE, NULL, "", "out of memory", "", ""};
+        struct db_result r = unavailable("out of memory");
         rpc_fail_db(call, &r);
     }
 }

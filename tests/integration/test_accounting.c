@@ -1609,6 +1609,58 @@ static void sql_exec(PGconn *pg, const char *query)
     PQclear(res);
 }
 
+/* A connection to the test database (FOLIOD_TEST_PG_CONNINFO); fails the test otherwise. */
+static PGconn *test_db(void)
+{
+    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
+    PGconn *pg;
+
+    if (conninfo == NULL)
+        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
+    pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK)
+        fail_msg("database: %s", PQerrorMessage(pg));
+    return pg;
+}
+
+/* Locks a folio's row FOR UPDATE in pg's open transaction (waits if another holds it). */
+static void lock_folio(PGconn *pg, json_int_t fid)
+{
+    char param[32];
+    const char *params[1] = {param};
+    PGresult *res;
+
+    snprintf(param, sizeof(param), "%" PRId64, (int64_t)fid);
+    res = PQexecParams(pg, "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE", 1, NULL,
+                       params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("lock folio %" PRId64 ": %s", (int64_t)fid, PQerrorMessage(pg));
+    PQclear(res);
+}
+
+/* n house folios (non_guest) opened by c, their ids into f. */
+static void open_house_folios(struct client *c, const char *name, json_int_t *f, int n)
+{
+    for (int i = 0; i < n; i++) {
+        json_t *fo = itest_call_ok(c, "folio.open",
+                                   json_pack("{s:s, s:s}", "type", "non_guest", "name", name));
+
+        f[i] = itest_int(fo, "id");
+        json_decref(fo);
+    }
+}
+
+/* A client of daemon d logged in as the cashier. */
+static struct client *daemon_cashier(const struct itest_daemon *d)
+{
+    struct client *c = itest_daemon_connect(d);
+
+    assert_non_null(c);
+    json_decref(itest_call_ok(c, "session.login",
+                              json_pack("{s:s, s:s}", "user", "cashier", "password", "cashier")));
+    return c;
+}
+
 /* An answer to folio.post without what differs from one posting to the next. */
 static json_t *post_answer_shape(const json_t *answer)
 {
@@ -1627,7 +1679,6 @@ static json_t *post_answer_shape(const json_t *answer)
  * Run straight on the database inside a transaction that is rolled back. */
 static void check_plain_way(json_int_t fid)
 {
-    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
     static const char ctx_sql[] =
         "jsonb_build_object('user', 'cashier', 'role', 'cashier', 'conn', 0, 'peer', 'test', "
         "'user_id', u.id, 'outlet_id', NULL, 'property_id', u.property_id)";
@@ -1638,13 +1689,8 @@ static void check_plain_way(json_int_t fid)
     json_t *batch, *single, *want, *got, *before;
     json_int_t balance;
     size_t i;
-    PGconn *pg;
+    PGconn *pg = test_db();
 
-    if (conninfo == NULL)
-        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
-    pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK)
-        fail_msg("database: %s", PQerrorMessage(pg));
     snprintf(param, sizeof(param), "%" PRId64, (int64_t)fid);
     sql_exec(pg, "BEGIN");
     before = sql_json(pg, "SELECT to_jsonb(balance) FROM folios WHERE id = $1::bigint", param);
@@ -1767,49 +1813,23 @@ static void test_batched_posts(void **state)
 static void test_batch_lock_wait(void **state)
 {
     enum { N = 6 };
-    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
     struct client *cashier = itest_connect_user("cashier");
     struct itest_daemon d;
     struct client *c;
     json_int_t f[3], ids[N];
     /* the locked folio's posting comes last, so that it is never alone in its batch */
     const int target[N] = {0, 2, 0, 2, 0, 1};
-    char param[32];
     PGconn *pg;
-    PGresult *res;
 
     (void)state;
-    if (conninfo == NULL)
-        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
-    for (int i = 0; i < 3; i++) {
-        json_t *fo =
-            itest_call_ok(cashier, "folio.open",
-                          json_pack("{s:s, s:s}", "type", "non_guest", "name", "Lock wait"));
-
-        f[i] = itest_int(fo, "id");
-        json_decref(fo);
-    }
+    open_house_folios(cashier, "Lock wait", f, 3);
     itest_daemon_start(
         &d, "batch-lock",
         "[database]\nstatement_timeout = 1000\nbatch_lanes = 1\n[log]\naccess = no\n");
-    c = itest_daemon_connect(&d);
-    assert_non_null(c);
-    json_decref(itest_call_ok(c, "session.login",
-                              json_pack("{s:s, s:s}", "user", "cashier", "password", "cashier")));
-
-    pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK)
-        fail_msg("database: %s", PQerrorMessage(pg));
+    c = daemon_cashier(&d);
+    pg = test_db();
     sql_exec(pg, "BEGIN");
-    snprintf(param, sizeof(param), "%" PRId64, (int64_t)f[1]);
-    {
-        const char *params[1] = {param};
-
-        res = PQexecParams(pg, "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE", 1, NULL,
-                           params, NULL, NULL, 0);
-        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-        PQclear(res);
-    }
+    lock_folio(pg, f[1]);
     for (int i = 0; i < N; i++) {
         json_t *p =
             json_pack("{s:I, s:s, s:i}", "folio_id", f[target[i]], "code", "TIP", "amount", 100);
@@ -1853,43 +1873,19 @@ static void test_batch_lock_wait(void **state)
  * the batch has committed, and the client only sees its answer come late. */
 static void test_batch_deadlock_again(void **state)
 {
-    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
     struct client *cashier = itest_connect_user("cashier");
     struct itest_daemon d;
     struct client *c;
     json_int_t f[3], ids[3];
-    char pa[32], pb[32];
-    const char *params[1];
     PGconn *pg;
-    PGresult *res;
 
     (void)state;
-    if (conninfo == NULL)
-        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
-    for (int i = 0; i < 3; i++) {
-        json_t *fo =
-            itest_call_ok(cashier, "folio.open",
-                          json_pack("{s:s, s:s}", "type", "non_guest", "name", "Deadlock"));
-
-        f[i] = itest_int(fo, "id");
-        json_decref(fo);
-    }
+    open_house_folios(cashier, "Deadlock", f, 3);
     itest_daemon_start(&d, "batch-deadlock", "[database]\nbatch_lanes = 1\n[log]\naccess = no\n");
-    c = itest_daemon_connect(&d);
-    assert_non_null(c);
-    json_decref(itest_call_ok(c, "session.login",
-                              json_pack("{s:s, s:s}", "user", "cashier", "password", "cashier")));
-    pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK)
-        fail_msg("database: %s", PQerrorMessage(pg));
+    c = daemon_cashier(&d);
+    pg = test_db();
     sql_exec(pg, "BEGIN");
-    snprintf(pa, sizeof(pa), "%" PRId64, (int64_t)f[0]);
-    snprintf(pb, sizeof(pb), "%" PRId64, (int64_t)f[1]);
-    params[0] = pb;
-    res = PQexecParams(pg, "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE", 1, NULL,
-                       params, NULL, NULL, 0);
-    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    PQclear(res);
+    lock_folio(pg, f[1]);
 
     /* the first goes alone (folio c); the two after it wait for the lane and leave together */
     for (int i = 0; i < 3; i++) {
@@ -1901,11 +1897,9 @@ static void test_batch_deadlock_again(void **state)
     }
     /* wait until the batch holds a and waits for b (a daemon's backend waiting for a lock) */
     {
-        PGconn *mon = PQconnectdb(conninfo);
+        PGconn *mon = test_db();
         bool waiting = false;
 
-        if (PQstatus(mon) != CONNECTION_OK)
-            fail_msg("database: %s", PQerrorMessage(mon));
         for (int i = 0; i < 200 && !waiting; i++) {
             PGresult *w = PQexec(mon, "SELECT count(*) FROM pg_stat_activity "
                                       "WHERE application_name = 'foliod' "
@@ -1920,14 +1914,9 @@ static void test_batch_deadlock_again(void **state)
         if (!waiting)
             fail_msg("the batch never waited for folio b");
     }
-    /* asking for a closes the circle */
-    params[0] = pa;
-    res = PQexecParams(pg, "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE", 1, NULL,
-                       params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        fail_msg("the batch's call should have lost the deadlock, not this transaction: %s",
-                 PQerrorMessage(pg));
-    PQclear(res);
+    /* asking for a closes the circle; the batch's call, which waited first, must lose it (a
+     * failure here means this transaction lost it instead) */
+    lock_folio(pg, f[0]);
     sql_exec(pg, "ROLLBACK");
     PQfinish(pg);
     for (int i = 0; i < 3; i++) {
