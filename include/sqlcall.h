@@ -14,7 +14,9 @@
  * transaction, each call in its own subtransaction, each answered with its own result or error
  * after the commit. A new call is looked at once the loop has read what else arrived with it
  * (a zero-delay event, not a timer), so that requests read in one turn of the loop leave in
- * one batch. With batch_lanes = 0 every call is sent on its own.
+ * one batch. A call whose batch lost a deadlock (sql/017_batch_lock_order.sql: the one that
+ * lost, and those the batch did not run after it) goes back to the head of the queue, at most
+ * three times, then is answered busy. With batch_lanes = 0 every call is sent on its own.
  */
 #ifndef FOLIOD_SQLCALL_H
 #define FOLIOD_SQLCALL_H

@@ -61,7 +61,7 @@ struct bcall {
     struct bcall *next;
     struct sqlbatch *owner;
     struct rpc_call *call;
-    bool again;   /* sent again after losing a deadlock */
+    int again;    /* times sent again (a lost deadlock, or not run: fl_batch stopped) */
     char *ctx;    /* JSON text, owned */
     char *params; /* JSON text, owned */
 };
@@ -174,9 +174,13 @@ static void requeue(struct sqlbatch *b, struct bcall *list, struct bcall *last)
     b->head = list;
 }
 
-/* One answer of fl_batch: {"ok": result} or {"error": {sqlstate, message, detail, hint}}.
- * False when the call lost a deadlock for the first time: it is not answered but goes back to
- * the queue, to run in a later batch, after the batch it waited for has committed. */
+/* How many times a call goes back to the queue before it is answered busy (retryable). */
+#define BATCH_AGAIN_MAX 3
+
+/* One answer of fl_batch: {"ok": result}, {"error": {sqlstate, message, detail, hint}} or
+ * {"again": true}. False when the call lost a deadlock, or was not run because its batch
+ * stopped at one: it is not answered but goes back to the queue, to run in a later batch,
+ * after the batch it waited for has committed (at most BATCH_AGAIN_MAX times). */
 static bool answer_call(struct bcall *bc, json_t *answer)
 {
     struct rpc_call *call = bc->call;
@@ -185,19 +189,22 @@ static bool answer_call(struct bcall *bc, json_t *answer)
         rpc_reply(call, json_incref(ok));
         return true;
     }
+    bool not_run = json_is_true(json_object_get(answer, "again"));
     json_t *err = json_object_get(answer, "error");
-    const char *state = json_string_value(json_object_get(err, "sqlstate"));
-    const char *message = json_string_value(json_object_get(err, "message"));
+    const char *state = not_run ? "40P01" : json_string_value(json_object_get(err, "sqlstate"));
+    const char *message = not_run ? "deadlock detected (its batch stopped at one)"
+                                  : json_string_value(json_object_get(err, "message"));
     if (state == NULL || strlen(state) != 5 || message == NULL) {
         conn_log(call->conn, LOG_LEVEL_ERROR, "%s: fl_batch gave no answer for the call",
                  call->method->name);
         rpc_fail(call, RPC_INTERNAL_ERROR, "internal", false, "internal error");
         return true;
     }
-    if (strcmp(state, "40P01") == 0 && !bc->again) {
-        conn_log(call->conn, LOG_LEVEL_INFO, "%s lost a deadlock in its batch; sent again",
-                 call->method->name);
-        bc->again = true;
+    if (strcmp(state, "40P01") == 0 && bc->again < BATCH_AGAIN_MAX) {
+        const char *why =
+            not_run ? "was not run: its batch lost a deadlock" : "lost a deadlock in its batch";
+        conn_log(call->conn, LOG_LEVEL_INFO, "%s %s; sent again", call->method->name, why);
+        bc->again++;
         return false;
     }
     const char *detail = json_string_value(json_object_get(err, "detail"));

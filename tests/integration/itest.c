@@ -128,13 +128,16 @@ struct client *itest_connect(void)
     return c;
 }
 
-struct client *itest_connect_cert(const char *name, bool *connected)
+/* A client presenting <tls dir>/<name>.crt and .key to the daemon on port (0: the shared one). */
+static struct client *connect_cert_port(const char *name, unsigned port, bool *connected)
 {
     struct client_options opts;
     struct client *c;
     char cert[4096], key[4096], file[256];
 
     itest_options(&opts);
+    if (port != 0)
+        opts.port = port;
     snprintf(file, sizeof(file), "%s.crt", name);
     itest_tls_path(cert, sizeof(cert), file);
     snprintf(file, sizeof(file), "%s.key", name);
@@ -149,6 +152,11 @@ struct client *itest_connect_cert(const char *name, bool *connected)
     if (!*connected && client_error_kind(c) == CLIENT_ERR_TLS_FILES)
         fail_msg("%s", client_error(c));
     return c;
+}
+
+struct client *itest_connect_cert(const char *name, bool *connected)
+{
+    return connect_cert_port(name, 0, connected);
 }
 
 struct client *itest_connect_user(const char *user)
@@ -607,6 +615,16 @@ struct client *itest_daemon_connect(const struct itest_daemon *d)
         client_close(c);
         return NULL;
     }
+    return c;
+}
+
+struct client *itest_daemon_connect_cert(const struct itest_daemon *d, const char *name)
+{
+    bool connected;
+    struct client *c = connect_cert_port(name, d->port, &connected);
+
+    if (!connected)
+        fail_msg("%s: %s", name, client_error(c));
     return c;
 }
 

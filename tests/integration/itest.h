@@ -217,4 +217,8 @@ void itest_daemon_assert_clean_log(const struct itest_daemon *d);
 /* An anonymous client of this daemon, or NULL when it cannot connect. */
 struct client *itest_daemon_connect(const struct itest_daemon *d);
 
+/* A client of this daemon presenting <tls dir>/<name>.crt and .key (e.g. "outlet-REST");
+ * fails the test unless it connects. */
+struct client *itest_daemon_connect_cert(const struct itest_daemon *d, const char *name);
+
 #endif

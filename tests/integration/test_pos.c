@@ -1132,6 +1132,99 @@ static void test_batched_posts(void **state)
     itest_close(cashier);
 }
 
+/* Outlets posting to the same rooms at once, their checks written in two batches at a time
+ * (a daemon of its own, two lanes of at most four calls): each batch locks the outlets, stays
+ * and folios of its calls in one order before they run (sql/017_batch_lock_order.sql), so the
+ * batches wait for each other but never deadlock. Without that, two batches met in opposite
+ * orders, lost deadlocks one second at a time, and answered checks busy. Every check here is
+ * posted once and answered OK, and the daemon never reports a lost deadlock. */
+static void test_batches_share_rooms(void **state)
+{
+    enum { OUTLETS = 3, ROOMS = 3, CHECKS = 16 };
+    static const char *const outlet[OUTLETS] = {"REST", "LAUNDRY", "MINIBAR"};
+    static const char *const code[OUTLETS] = {"BEV", "LAUNDRY", "MINIBAR"};
+    static const char *const room[ROOMS] = {"223", "224", "225"};
+    struct client *cashier = itest_connect_user("cashier");
+    struct client *pos[OUTLETS], *staff;
+    struct itest_daemon d;
+    json_int_t w1[ROOMS], ids[OUTLETS][CHECKS], before, after;
+    int64_t expected[ROOMS] = {0}, sum;
+    json_t *info;
+
+    (void)state;
+    for (int r = 0; r < ROOMS; r++)
+        pos_check_in(cashier, room[r], "Shared", "Rooms", -1, false, 0, &w1[r]);
+    itest_daemon_start(&d, "pos-share-rooms",
+                       "[database]\nbatch_lanes = 2\nbatch_max = 4\n[log]\naccess = no\n");
+    staff = itest_daemon_connect(&d);
+    assert_non_null(staff);
+    json_decref(itest_call_ok(staff, "session.login",
+                              json_pack("{s:s, s:s}", "user", "cashier", "password", "cashier")));
+    info = itest_call_ok(staff, "server.info", NULL);
+    before = itest_int(info, "database.batched");
+    json_decref(info);
+    for (int o = 0; o < OUTLETS; o++) {
+        char name[64];
+
+        snprintf(name, sizeof(name), "outlet-%s", outlet[o]);
+        pos[o] = itest_daemon_connect_cert(&d, name);
+    }
+    /* every outlet's checks go round the rooms, each outlet starting at another room */
+    for (int i = 0; i < CHECKS; i++) {
+        for (int o = 0; o < OUTLETS; o++) {
+            char key[32], check[32];
+            json_t *p;
+
+            snprintf(key, sizeof(key), "share-%d-%d", o, i);
+            snprintf(check, sizeof(check), "SR%d-%d", o, i);
+            p = pos_post_params(key, room[(i + o) % ROOMS], check, code[o], 100 + i);
+            assert_true(client_send_request(pos[o], "pos.post", p, &ids[o][i]));
+            json_decref(p);
+        }
+    }
+    for (int i = 0; i < CHECKS; i++) {
+        for (int o = 0; o < OUTLETS; o++) {
+            json_t *r = NULL;
+            const json_t *a;
+            char check[32];
+
+            if (!client_wait_response(pos[o], ids[o][i], -1, &r))
+                fail_msg("%s check %d: %s", outlet[o], i, client_error(pos[o]));
+            a = client_response_result(r);
+            if (a == NULL) {
+                char *text = pos_dump(r);
+
+                fail_msg("%s check %d: %s", outlet[o], i, text != NULL ? text : "?");
+            }
+            pos_expect(a, "OK", "posted");
+            snprintf(check, sizeof(check), "SR%d-%d", o, i);
+            assert_int_equal(pos_folio_lines(cashier, w1[(i + o) % ROOMS], check, &sum),
+                             json_array_size(json_object_get(a, "postings")));
+            assert_int_equal(sum, pos_int(a, "total"));
+            expected[(i + o) % ROOMS] += sum;
+            json_decref(r);
+        }
+    }
+    info = itest_call_ok(staff, "server.info", NULL);
+    after = itest_int(info, "database.batched");
+    json_decref(info);
+    if (after - before < 2)
+        fail_msg("no batch formed (%lld calls batched)", (long long)(after - before));
+    for (int r = 0; r < ROOMS; r++) {
+        json_t *f = pos_folio(cashier, w1[r]);
+
+        assert_int_equal(pos_int(f, "balance"), expected[r]);
+        json_decref(f);
+    }
+    assert_false(itest_daemon_log_contains(&d, "deadlock"));
+    for (int o = 0; o < OUTLETS; o++)
+        itest_close(pos[o]);
+    itest_close(staff);
+    itest_daemon_stop(&d, 15000);
+    itest_daemon_assert_clean_log(&d);
+    itest_close(cashier);
+}
+
 static void test_database_down_retry(void **state)
 {
     const struct itest_env *env = itest_env();
@@ -1284,6 +1377,7 @@ int main(void)
         ITEST(test_replay_after_dropped_connection),
         ITEST(test_concurrent_same_key),
         ITEST(test_batched_posts),
+        ITEST(test_batches_share_rooms),
         cmocka_unit_test_teardown(test_database_down_retry, pos_teardown),
         ITEST(test_possim),
     };
