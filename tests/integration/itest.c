@@ -735,3 +735,74 @@ void itest_daemon_assert_clean_log(const struct itest_daemon *d)
             fail_msg("%s mentions '%s'", d->log, bad[i]);
     }
 }
+
+PGconn *itest_pg(void)
+{
+    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
+    PGconn *pg;
+
+    if (conninfo == NULL || conninfo[0] == '\0')
+        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
+    pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        char msg[512];
+
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
+        PQfinish(pg);
+        fail_msg("database: %s", msg);
+    }
+    return pg;
+}
+
+void itest_pg_exec(PGconn *pg, const char *query)
+{
+    PGresult *res = PQexec(pg, query);
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", query, PQerrorMessage(pg));
+    PQclear(res);
+}
+
+void itest_pg_lock(PGconn *pg, const char *table, json_int_t id)
+{
+    char param[32];
+    const char *params[1] = {param};
+    const char *sql;
+    PGresult *res;
+
+    if (strcmp(table, "folios") == 0)
+        sql = "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE";
+    else if (strcmp(table, "stays") == 0)
+        sql = "SELECT id FROM stays WHERE id = $1::bigint FOR UPDATE";
+    else {
+        fail_msg("itest_pg_lock: no table %s", table);
+        return;
+    }
+    snprintf(param, sizeof(param), "%" JSON_INTEGER_FORMAT, id);
+    res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        fail_msg("lock %s %s: %s", table, param, PQerrorMessage(pg));
+    PQclear(res);
+}
+
+void itest_pg_wait_lock_waiter(int timeout_ms)
+{
+    PGconn *mon = itest_pg();
+    int64_t until = itest_now_ms() + timeout_ms;
+    bool waiting = false;
+
+    while (!waiting) {
+        PGresult *w = PQexec(mon, "SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE application_name = 'foliod' "
+                                  "AND wait_event_type = 'Lock'");
+
+        waiting = PQresultStatus(w) == PGRES_TUPLES_OK && atoi(PQgetvalue(w, 0, 0)) > 0;
+        PQclear(w);
+        if (waiting || itest_now_ms() > until)
+            break;
+        itest_sleep_ms(50);
+    }
+    PQfinish(mon);
+    if (!waiting)
+        fail_msg("no foliod backend waited for a lock within %d ms", timeout_ms);
+}

@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "client.h"
 
@@ -220,5 +221,21 @@ struct client *itest_daemon_connect(const struct itest_daemon *d);
 /* A client of this daemon presenting <tls dir>/<name>.crt and .key (e.g. "outlet-REST");
  * fails the test unless it connects. */
 struct client *itest_daemon_connect_cert(const struct itest_daemon *d, const char *name);
+
+/* ---- the test database, straight through libpq (FOLIOD_TEST_PG_CONNINFO) ---- */
+
+/* A connection to the test database; fails the test when there is none. PQfinish it. */
+PGconn *itest_pg(void);
+
+/* Runs a statement that returns no rows (BEGIN, ROLLBACK...); fails the test otherwise. */
+void itest_pg_exec(PGconn *pg, const char *query);
+
+/* Locks row id of table ("folios" or "stays") FOR UPDATE in pg's open transaction, waiting
+ * if another holds it. */
+void itest_pg_lock(PGconn *pg, const char *table, json_int_t id);
+
+/* Waits up to timeout_ms until a backend of a foliod waits for a lock; fails the test if none
+ * does. */
+void itest_pg_wait_lock_waiter(int timeout_ms);
 
 #endif

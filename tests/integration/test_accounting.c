@@ -1600,44 +1600,6 @@ static json_t *sql_json(PGconn *pg, const char *query, const char *param)
     return v;
 }
 
-static void sql_exec(PGconn *pg, const char *query)
-{
-    PGresult *res = PQexec(pg, query);
-
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", query, PQerrorMessage(pg));
-    PQclear(res);
-}
-
-/* A connection to the test database (FOLIOD_TEST_PG_CONNINFO); fails the test otherwise. */
-static PGconn *test_db(void)
-{
-    const char *conninfo = getenv("FOLIOD_TEST_PG_CONNINFO");
-    PGconn *pg;
-
-    if (conninfo == NULL)
-        fail_msg("FOLIOD_TEST_PG_CONNINFO is not set");
-    pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK)
-        fail_msg("database: %s", PQerrorMessage(pg));
-    return pg;
-}
-
-/* Locks a folio's row FOR UPDATE in pg's open transaction (waits if another holds it). */
-static void lock_folio(PGconn *pg, json_int_t fid)
-{
-    char param[32];
-    const char *params[1] = {param};
-    PGresult *res;
-
-    snprintf(param, sizeof(param), "%" PRId64, (int64_t)fid);
-    res = PQexecParams(pg, "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE", 1, NULL,
-                       params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        fail_msg("lock folio %" PRId64 ": %s", (int64_t)fid, PQerrorMessage(pg));
-    PQclear(res);
-}
-
 /* n house folios (non_guest) opened by c, their ids into f. */
 static void open_house_folios(struct client *c, const char *name, json_int_t *f, int n)
 {
@@ -1689,10 +1651,10 @@ static void check_plain_way(json_int_t fid)
     json_t *batch, *single, *want, *got, *before;
     json_int_t balance;
     size_t i;
-    PGconn *pg = test_db();
+    PGconn *pg = itest_pg();
 
     snprintf(param, sizeof(param), "%" PRId64, (int64_t)fid);
-    sql_exec(pg, "BEGIN");
+    itest_pg_exec(pg, "BEGIN");
     before = sql_json(pg, "SELECT to_jsonb(balance) FROM folios WHERE id = $1::bigint", param);
     balance = json_integer_value(before);
     snprintf(q, sizeof(q),
@@ -1705,7 +1667,7 @@ static void check_plain_way(json_int_t fid)
              "SELECT api_folio_post(%s, %s) FROM users u WHERE u.username = 'cashier'", ctx_sql,
              p_sql);
     single = sql_json(pg, q, param);
-    sql_exec(pg, "ROLLBACK");
+    itest_pg_exec(pg, "ROLLBACK");
     PQfinish(pg);
 
     assert_int_equal(json_array_size(batch), 3);
@@ -1827,9 +1789,9 @@ static void test_batch_lock_wait(void **state)
         &d, "batch-lock",
         "[database]\nstatement_timeout = 1000\nbatch_lanes = 1\n[log]\naccess = no\n");
     c = daemon_cashier(&d);
-    pg = test_db();
-    sql_exec(pg, "BEGIN");
-    lock_folio(pg, f[1]);
+    pg = itest_pg();
+    itest_pg_exec(pg, "BEGIN");
+    itest_pg_lock(pg, "folios", f[1]);
     for (int i = 0; i < N; i++) {
         json_t *p =
             json_pack("{s:I, s:s, s:i}", "folio_id", f[target[i]], "code", "TIP", "amount", 100);
@@ -1853,7 +1815,7 @@ static void test_batch_lock_wait(void **state)
         }
         json_decref(r);
     }
-    sql_exec(pg, "ROLLBACK");
+    itest_pg_exec(pg, "ROLLBACK");
     PQfinish(pg);
     /* the batch's plain way met the lock, gave up within the budget, and said so */
     assert_true(itest_daemon_log_contains(&d, "run one by one"));
@@ -1885,9 +1847,9 @@ static void test_batch_deadlock_again(void **state)
     open_house_folios(cashier, "Deadlock", f, 3);
     itest_daemon_start(&d, "batch-deadlock", "[database]\nbatch_lanes = 1\n[log]\naccess = no\n");
     c = daemon_cashier(&d);
-    pg = test_db();
-    sql_exec(pg, "BEGIN");
-    lock_folio(pg, f[1]);
+    pg = itest_pg();
+    itest_pg_exec(pg, "BEGIN");
+    itest_pg_lock(pg, "folios", f[1]);
 
     /* the first goes alone (folio c); the two after it wait for the lane and leave together */
     for (int i = 0; i < 3; i++) {
@@ -1898,28 +1860,11 @@ static void test_batch_deadlock_again(void **state)
         json_decref(p);
     }
     /* wait until the batch holds a and waits for b (a daemon's backend waiting for a lock) */
-    {
-        PGconn *mon = test_db();
-        bool waiting = false;
-
-        for (int i = 0; i < 200 && !waiting; i++) {
-            PGresult *w = PQexec(mon, "SELECT count(*) FROM pg_stat_activity "
-                                      "WHERE application_name = 'foliod' "
-                                      "AND wait_event_type = 'Lock'");
-
-            waiting = PQresultStatus(w) == PGRES_TUPLES_OK && atoi(PQgetvalue(w, 0, 0)) > 0;
-            PQclear(w);
-            if (!waiting)
-                itest_sleep_ms(50);
-        }
-        PQfinish(mon);
-        if (!waiting)
-            fail_msg("the batch never waited for folio b");
-    }
+    itest_pg_wait_lock_waiter(10000);
     /* asking for a closes the circle; the batch's call, which waited first, must lose it (a
      * failure here means this transaction lost it instead) */
-    lock_folio(pg, f[0]);
-    sql_exec(pg, "ROLLBACK");
+    itest_pg_lock(pg, "folios", f[0]);
+    itest_pg_exec(pg, "ROLLBACK");
     PQfinish(pg);
     for (int i = 0; i < 3; i++) {
         json_t *r = NULL;
