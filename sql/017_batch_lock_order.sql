@@ -10,18 +10,20 @@
 -- deadlocks one second at a time (every call answered busy).
 --
 -- So:
---   - fl_batch_lock_ahead: before any call runs, the batch locks the rows its calls will lock,
---     class by class and each class in id order, in the order every posting takes them: the
---     outlets of its pos.post calls, the properties, the stays the pos.post calls name (the
---     in-house stays of their rooms, or their stay_id), then the folios: those the folio.post
---     calls name, every open folio of those stays, and the targets of the active routing
---     rules of the stays named (the plain folio.post calls of 016 need none: no routing rule
---     concerns them). Every batch takes them in the same order, so batches wait for each other
---     but cannot deadlock over them. A call of a single statement takes one row of each class
---     in the same order. Rows a call reaches that could not be foreseen (a stay found only as
---     checked out within a late-charge window, say) are locked when the call reaches them, as
---     before; the lock-ahead only has to be right for the common case, since its locks are
---     those the calls would take anyway.
+--   - fl_batch_lock_ahead: before any call runs, the batch locks what its calls will write
+--     to, class by class and each class in id order, in the order every posting takes them:
+--     the outlets of its pos.post calls, the properties, the stays, then the folios that
+--     belong to no stay (house accounts, masters). The stays are those the pos.post calls
+--     name (the in-house stay of the room, or the stay_id), those of the folios the
+--     folio.post calls name, and those of the folios the stays' active routing rules send
+--     charges to. A folio of a stay is not locked ahead but guarded by its stay: every batch
+--     that writes to it holds its stay first, so two batches never hold such folios against
+--     each other. (Locking the folio itself ahead would cost a MultiXact per posting: a row
+--     locked by one (sub)transaction and then updated by another, the call's, has to keep
+--     both.) Every batch takes its locks in the same order, so batches wait for each other but
+--     cannot deadlock over them, and a single posting takes one row of each class in that
+--     order. Rows a call reaches that could not be foreseen (a stay found only as checked out
+--     within a late-charge window, say) are locked when the call reaches them, as before.
 --   - The lock-ahead may wait for half of the batch's time to wait for locks (see 016). A row
 --     held longer than that by something else makes the batch give up its lock-ahead (a
 --     warning in the log) and take its locks call by call as 016 did, so that only the calls
@@ -30,9 +32,9 @@
 --     it has run commit and release their rows, the one that lost is answered with 40P01 and
 --     the calls not yet run are answered {"again": true}; foliod sends both again in a later
 --     batch. If the lock-ahead itself loses one, no call has run and every call is "again".
---   - fl_batch_plain_posts (016) is now two halves, fl_batch_plain_read (before the
---     lock-ahead, which takes the plain calls' locks with the others') and
---     fl_batch_plain_write (after it).
+--   - fl_batch_plain_posts (016) is now two halves: fl_batch_plain_read before the
+--     lock-ahead, which locks the plain calls' stays with the others', and
+--     fl_batch_plain_write after it, which locks their folios as 016 did.
 --
 -- Applied once by the migrate command inside one transaction; never edited once landed.
 
@@ -47,33 +49,39 @@ $$;
 
 -- The batch's plain folio.post calls (016) and what fl_post_charge would read for them; reads
 -- only, locks nothing. The first half of fl_batch_plain_posts (016), which fl_batch now runs
--- in two halves with the lock-ahead between them.
+-- in two halves with the lock-ahead between them. PL/pgSQL, not SQL: a SQL function's query
+-- is planned again at every call, which cost a third of a batch's time.
 CREATE FUNCTION fl_batch_plain_read(calls jsonb) RETURNS fl_batch_post[]
-LANGUAGE sql STABLE AS $$
-    SELECT array_agg(ROW(e.ord, e.c -> 'ctx', f.id, f.property_id, co.id, q.amount, q.quantity,
-                         coalesce(nullif(btrim(q.description), ''), co.description),
-                         nullif(btrim(q.reference), ''))::fl_batch_post ORDER BY e.ord)
-      FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(c, ord)
-      CROSS JOIN LATERAL fl_folio_post_plain(e.c -> 'p') q
-      JOIN folios f ON f.id = coalesce(q.folio_id, (SELECT w.id FROM folios w
-                                                      WHERE w.stay_id = q.stay_id
-                                                        AND w.window_no = q.window_no))
-      LEFT JOIN stays s ON s.id = f.stay_id
-      JOIN trx_codes co ON co.property_id = f.property_id AND co.code = q.code
-     WHERE e.c ->> 'm' = 'folio.post' AND q.ok
-       AND f.status = 'open' AND f.type NOT IN ('master', 'city_ledger')
-       AND co.kind = 'charge' AND co.enabled
-       AND NOT EXISTS (SELECT 1 FROM trx_codes po WHERE po.code = q.code AND po.kind = 'paid_out')
-       AND NOT EXISTS (SELECT 1 FROM trx_code_rules cr WHERE cr.code_id = co.id)
-       AND (fl_ctx_property(e.c -> 'ctx') IS NULL
-            OR (f.property_id = fl_ctx_property(e.c -> 'ctx')
-                AND (q.stay_id IS NULL OR s.property_id = fl_ctx_property(e.c -> 'ctx'))))
-       AND (f.stay_id IS NULL OR s.credit_limit IS NULL)
-       AND (f.stay_id IS NULL OR f.window_no <> 1
-            OR NOT EXISTS (SELECT 1 FROM routing_rules rr
-                            WHERE rr.stay_id = f.stay_id AND rr.active
-                              AND (rr.code_id = co.id
-                                   OR (rr.code_id IS NULL AND rr.department = co.department))))
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (
+        SELECT array_agg(ROW(e.ord, e.c -> 'ctx', f.id, f.property_id, co.id, q.amount, q.quantity,
+                             coalesce(nullif(btrim(q.description), ''), co.description),
+                             nullif(btrim(q.reference), ''))::fl_batch_post ORDER BY e.ord)
+          FROM jsonb_array_elements(calls) WITH ORDINALITY AS e(c, ord)
+          CROSS JOIN LATERAL fl_folio_post_plain(e.c -> 'p') q
+          JOIN folios f ON f.id = coalesce(q.folio_id, (SELECT w.id FROM folios w
+                                                          WHERE w.stay_id = q.stay_id
+                                                            AND w.window_no = q.window_no))
+          LEFT JOIN stays s ON s.id = f.stay_id
+          JOIN trx_codes co ON co.property_id = f.property_id AND co.code = q.code
+         WHERE e.c ->> 'm' = 'folio.post' AND q.ok
+           AND f.status = 'open' AND f.type NOT IN ('master', 'city_ledger')
+           AND co.kind = 'charge' AND co.enabled
+           AND NOT EXISTS (SELECT 1 FROM trx_codes po
+                            WHERE po.code = q.code AND po.kind = 'paid_out')
+           AND NOT EXISTS (SELECT 1 FROM trx_code_rules cr WHERE cr.code_id = co.id)
+           AND (fl_ctx_property(e.c -> 'ctx') IS NULL
+                OR (f.property_id = fl_ctx_property(e.c -> 'ctx')
+                    AND (q.stay_id IS NULL OR s.property_id = fl_ctx_property(e.c -> 'ctx'))))
+           AND (f.stay_id IS NULL OR s.credit_limit IS NULL)
+           AND (f.stay_id IS NULL OR f.window_no <> 1
+                OR NOT EXISTS (SELECT 1 FROM routing_rules rr
+                                WHERE rr.stay_id = f.stay_id AND rr.active
+                                  AND (rr.code_id = co.id
+                                       OR (rr.code_id IS NULL
+                                           AND rr.department = co.department)))));
+END
 $$;
 
 -- The plain calls read by fl_batch_plain_read, written; the second half of
@@ -160,22 +168,22 @@ LANGUAGE sql AS $$
     SELECT fl_batch_plain_write(fl_batch_plain_read(calls))
 $$;
 
--- Locks the rows the batch's calls will lock (see above): for the plain calls (read by
--- fl_batch_plain_read) their properties and folios, for the others what they name. Raises
--- what the locks raise (40P01, 55P03); reads nothing else and writes nothing.
+-- Locks ahead what the batch's calls will write to (see above): the outlets of the pos.post
+-- calls, the properties, the stays, and the folios that belong to no stay. Raises what the
+-- locks raise (40P01, 55P03); reads nothing else and writes nothing.
 CREATE FUNCTION fl_batch_lock_ahead(calls jsonb, plain fl_batch_post[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_plain integer[] := ARRAY(SELECT t.i FROM unnest(plain) t);
     v_props bigint[] := ARRAY(SELECT t.property_id FROM unnest(plain) t);
-    v_folios bigint[] := ARRAY(SELECT t.folio_id FROM unnest(plain) t);
+    v_named bigint[] := ARRAY(SELECT t.folio_id FROM unnest(plain) t);  -- folios named
     v_outlets bigint[] := '{}';
-    v_stays bigint[] := '{}';   -- the stays of the pos.post calls, locked
-    v_routed bigint[] := '{}';  -- the stays of the other calls, whose routing targets are locked
+    v_stays bigint[] := '{}';
+    v_folios bigint[];
     c jsonb;
     k integer := 0;
-    o outlets;
-    f folios;
+    v_outlet bigint;
+    v_property bigint;
     v_id bigint;
 BEGIN
     -- what each other call names: a pos.post its outlet and the stay of its room (or its
@@ -184,24 +192,27 @@ BEGIN
         k := k + 1;
         CONTINUE WHEN k = ANY (v_plain);
         IF c ->> 'm' = 'pos.post' THEN
-            SELECT * INTO o FROM outlets WHERE id = fl_batch_id(c -> 'ctx' -> 'outlet_id');
+            SELECT o.id, o.property_id,
+                   CASE WHEN c -> 'p' ? 'stay_id' THEN
+                            (SELECT s.id FROM stays s
+                              WHERE s.id = fl_batch_id(c -> 'p' -> 'stay_id')
+                                AND s.property_id = o.property_id)
+                        ELSE
+                            (SELECT s.id FROM rooms rm
+                               JOIN stays s ON s.room_id = rm.id AND s.status = 'in_house'
+                              WHERE rm.property_id = o.property_id
+                                AND rm.number = c -> 'p' ->> 'room'
+                              ORDER BY s.id LIMIT 1) END
+              INTO v_outlet, v_property, v_id
+              FROM outlets o WHERE o.id = fl_batch_id(c -> 'ctx' -> 'outlet_id');
             CONTINUE WHEN NOT FOUND;
-            v_outlets := v_outlets || o.id;
-            v_props := v_props || o.property_id;
-            IF c -> 'p' ? 'stay_id' THEN
-                SELECT s.id INTO v_id FROM stays s
-                 WHERE s.id = fl_batch_id(c -> 'p' -> 'stay_id') AND s.property_id = o.property_id;
-            ELSE
-                SELECT s.id INTO v_id FROM rooms rm
-                  JOIN stays s ON s.room_id = rm.id AND s.status = 'in_house'
-                 WHERE rm.property_id = o.property_id AND rm.number = c -> 'p' ->> 'room'
-                 ORDER BY s.id LIMIT 1;
-            END IF;
+            v_outlets := v_outlets || v_outlet;
+            v_props := v_props || v_property;
             IF v_id IS NOT NULL THEN
                 v_stays := v_stays || v_id;
             END IF;
         ELSIF c ->> 'm' = 'folio.post' THEN
-            SELECT * INTO f FROM folios w
+            SELECT w.id, w.property_id INTO v_id, v_property FROM folios w
              WHERE w.id = coalesce(fl_batch_id(c -> 'p' -> 'folio_id'),
                                    (SELECT x.id FROM folios x
                                      WHERE x.stay_id = fl_batch_id(c -> 'p' -> 'stay_id')
@@ -210,24 +221,24 @@ BEGIN
                AND (fl_ctx_property(c -> 'ctx') IS NULL
                     OR w.property_id = fl_ctx_property(c -> 'ctx'));
             IF FOUND THEN
-                v_folios := v_folios || f.id;
-                v_props := v_props || f.property_id;
-                IF f.stay_id IS NOT NULL THEN
-                    v_routed := v_routed || f.stay_id;
-                END IF;
+                v_named := v_named || v_id;
+                v_props := v_props || v_property;
             END IF;
         END IF;
     END LOOP;
-    -- the folios: those named, the open folios of the pos.post stays, and where the active
-    -- routing rules of the stays send charges (a plain call is one no routing rule concerns)
+    -- the stays of the folios named, and what the active routing rules of all these stays
+    -- send charges to: a folio of a stay is guarded by its stay, a folio of none by itself
+    SELECT v_stays || coalesce(array_agg(w.stay_id) FILTER (WHERE w.stay_id IS NOT NULL), '{}'),
+           coalesce(array_agg(w.id) FILTER (WHERE w.stay_id IS NULL), '{}')
+      INTO v_stays, v_folios
+      FROM folios w WHERE w.id = ANY (v_named);
     IF cardinality(v_stays) > 0 THEN
-        v_folios := v_folios || ARRAY(SELECT w.id FROM folios w
-                                       WHERE w.stay_id = ANY (v_stays) AND w.status = 'open');
-        v_routed := v_routed || v_stays;
-    END IF;
-    IF cardinality(v_routed) > 0 THEN
-        v_folios := v_folios || ARRAY(SELECT rr.to_folio_id FROM routing_rules rr
-                                       WHERE rr.active AND rr.stay_id = ANY (v_routed));
+        SELECT v_stays || coalesce(array_agg(t.stay_id) FILTER (WHERE t.stay_id IS NOT NULL),
+                                   '{}'),
+               v_folios || coalesce(array_agg(t.id) FILTER (WHERE t.stay_id IS NULL), '{}')
+          INTO v_stays, v_folios
+          FROM routing_rules rr JOIN folios t ON t.id = rr.to_folio_id
+         WHERE rr.active AND rr.stay_id = ANY (v_stays);
     END IF;
 
     IF cardinality(v_outlets) > 0 THEN
@@ -237,7 +248,9 @@ BEGIN
     IF cardinality(v_stays) > 0 THEN
         PERFORM 1 FROM stays WHERE id = ANY (v_stays) ORDER BY id FOR NO KEY UPDATE;
     END IF;
-    PERFORM 1 FROM folios WHERE id = ANY (v_folios) ORDER BY id FOR NO KEY UPDATE;
+    IF cardinality(v_folios) > 0 THEN
+        PERFORM 1 FROM folios WHERE id = ANY (v_folios) ORDER BY id FOR NO KEY UPDATE;
+    END IF;
 END
 $$;
 
