@@ -8,7 +8,8 @@
 # BR0001..), then measures:
 #   1. closed loop, one request in flight per connection: folio.post to the connection's own
 #      in-house stay at 1, 16, 64 and 256 connections, and pos.post (idempotency keys, one
-#      outlet with its own certificate per connection) at 16 and 64 when sql/*_pos.sql exists;
+#      outlet with its own certificate per connection) at 16 and 64 when sql/*_pos.sql exists,
+#      and pos.post from 64 outlets sharing the stays of 10 rooms (BENCH0010-BENCH0019);
 #      interleaved with pgbench: the ceiling (bench/posting.pgbench, the bare SQL of a posting,
 #      at 16 and 64 clients) and foliod's own SQL function called directly
 #      (bench/folio_post.pgbench, 16 clients): ceiling, foliod, ceiling, foliod...;
@@ -318,15 +319,17 @@ load_run() { # KIND CONNS [loadgen options]
     if [ "$kind" = pos ]; then OK_POS=$((OK_POS + ${ok:-0})); else OK_FRONT=$((OK_FRONT + ${ok:-0})); fi
 }
 
-foliod_run() { # KIND CONNS
-    local kind=$1 n=$2 key=$1/$2 counter='' reasons
+foliod_run() { # KIND CONNS [KEY [loadgen options]]
+    local kind=$1 n=$2 key=${3:-$1/$2} counter='' reasons
+    shift 2
+    [ $# -gt 0 ] && shift
     if [ "$n" = "$max_conns" ] && [ "$PG_CONNS_SEEN" = - ]; then
         # PostgreSQL's client connections in the middle of the largest run (pool + this psql)
         (sleep $((RUN_SECONDS / 2 + 2)) && "${PSQL[@]}" -c "SELECT count(*) FROM pg_stat_activity
             WHERE backend_type = 'client backend'" >"$T/pgconns" 2>/dev/null) &
         counter=$!
     fi
-    load_run "$kind" "$n" --seconds "$RUN_SECONDS" --warmup 1
+    load_run "$kind" "$n" --seconds "$RUN_SECONDS" --warmup 1 "$@"
     TPUT[$key]+="$(rget "$LINE" throughput) "
     P50[$key]+="$(rget "$LINE" p50_us) "
     P95[$key]+="$(rget "$LINE" p95_us) "
@@ -335,7 +338,7 @@ foliod_run() { # KIND CONNS
     ERRS[$key]+="$(rget "$LINE" errors) "
     reasons=$(rget "$LINE" reasons)
     [ "${reasons:--}" != - ] && REASONS[$key]+="$reasons "
-    say "  foliod $kind, $n connections: $(rget "$LINE" throughput) ok/s, p99 $(ms "$(rget "$LINE" p99_us)") ms, $(rget "$LINE" errors) errors ($reasons)"
+    say "  foliod $key, $n connections: $(rget "$LINE" throughput) ok/s, p99 $(ms "$(rget "$LINE" p99_us)") ms, $(rget "$LINE" errors) errors ($reasons)"
     if [ -n "$counter" ]; then
         wait "$counter" 2>/dev/null
         [ -s "$T/pgconns" ] && PG_CONNS_SEEN=$(cat "$T/pgconns")
@@ -354,6 +357,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     pgbench_run ceiling 64 bench/posting.pgbench -M prepared
     for n in "${CONNS_LIST[@]}"; do [ "$n" -gt 16 ] && foliod_run "$KIND" "$n"; done
     [ "$POS" = 1 ] && foliod_run pos 64
+    # outlets sharing rooms: 64 outlets posting to the stays of rooms BENCH0010-BENCH0019
+    [ "$POS" = 1 ] && foliod_run pos 64 pos-shared/64 --room-prefix BENCH001
 done
 
 # --- 2. open loop ---
@@ -645,6 +650,16 @@ table() {
                 "$(errors_cell "$key")"
         done
     done
+    key=pos-shared/64
+    if [ -n "${TPUT[$key]:-}" ]; then
+        # shellcheck disable=SC2086
+        t=$(median ${TPUT[$key]})
+        # shellcheck disable=SC2086
+        printf '| foliod, pos.post, outlets sharing 10 rooms | 64 | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+            "$t" "$(whole ${TPUT[$key]})" "$(ms "$(median ${P50[$key]})")" \
+            "$(ms "$(median ${P95[$key]})")" "$(ms "$(median ${P99[$key]})")" \
+            "$(ms "$(median ${MAX[$key]})")" "$(ratio "$t" "$CEIL16")" "$(errors_cell "$key")"
+    fi
     printf '\n| measure | result | target %s | met |\n|---|---|---|---|\n' "$TARGET_NOTE"
     local p99 mx rr per open all
     if part open; then
