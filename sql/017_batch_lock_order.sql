@@ -11,30 +11,34 @@
 --
 -- So:
 --   - fl_batch_lock_ahead: before any call runs, the batch locks what its calls will write
---     to, class by class and each class in id order, in the order every posting takes them:
---     the outlets of its pos.post calls, the properties, the stays, then the folios that
---     belong to no stay (house accounts, masters). The stays are those the pos.post calls
---     name (the in-house stay of the room, or the stay_id), those of the folios the
---     folio.post calls name, and those of the folios the stays' active routing rules send
---     charges to. A folio of a stay is not locked ahead but guarded by its stay: every batch
---     that writes to it holds its stay first, so two batches never hold such folios against
---     each other. (Locking the folio itself ahead would cost a MultiXact per posting: a row
---     locked by one (sub)transaction and then updated by another, the call's, has to keep
---     both.) Every batch takes its locks in the same order, so batches wait for each other but
---     cannot deadlock over them, and a single posting takes one row of each class in that
---     order. Rows a call reaches that could not be foreseen (a stay found only as checked out
---     within a late-charge window, say) are locked when the call reaches them, as before.
---   - The lock-ahead may wait for half of the batch's time to wait for locks (see 016). A row
---     held longer than that by something else makes the batch give up its lock-ahead (a
---     warning in the log) and take its locks call by call as 016 did, so that only the calls
---     that need the row are answered busy.
+--     to, class by class and each class in id order: the outlets of its pos.post calls, the
+--     properties, the stays, then the folios named that belong to no stay (house accounts).
+--     The stays are those the pos.post calls name (the in-house stay of the room, or the
+--     stay_id, read as api_pos_post reads them), those of the folios the folio.post calls
+--     name, and the stays whose folios the active routing rules of those stays send charges
+--     to. A folio of a stay is not locked ahead but guarded by its stay: every batch that
+--     writes to it holds its stay first, so two batches never hold such folios against each
+--     other. (Locking the folio itself ahead would cost a MultiXact per posting: a row locked
+--     by one (sub)transaction and then updated by another, the call's, has to keep both.)
+--     Batches take their locks in the same order, so they wait for each other but cannot
+--     deadlock over them.
+--   - What is not locked ahead is locked when a call reaches it, as before: a stay found only
+--     as checked out within a late-charge window, and a group's master folio (a posting
+--     reaches it after its own stay, while a group's check-out takes the master before the
+--     members' stays: locking the master ahead would add a circle). Writers outside batches
+--     that take a stay's folios without the stay (a single folio.post, a transfer, the
+--     audit's postings) can still close a circle with a batch, as they could before.
+--   - The lock-ahead may wait for locks until half of the batch's time to wait for locks has
+--     passed (see 016). A row held longer than that by something else makes the batch give up
+--     its lock-ahead (a warning in the log): every call, the plain ones too, then takes its
+--     locks as it reaches them, so that only the calls that need the row wait for it.
 --   - fl_batch: when a call loses a deadlock all the same, the batch stops there: the calls
 --     it has run commit and release their rows, the one that lost is answered with 40P01 and
 --     the calls not yet run are answered {"again": true}; foliod sends both again in a later
 --     batch. If the lock-ahead itself loses one, no call has run and every call is "again".
 --   - fl_batch_plain_posts (016) is now two halves: fl_batch_plain_read before the
---     lock-ahead, which locks the plain calls' stays with the others', and
---     fl_batch_plain_write after it, which locks their folios as 016 did.
+--     lock-ahead, which locks the plain calls' stays (and house accounts) with the others',
+--     and fl_batch_plain_write after it, which locks their folios as 016 did.
 --
 -- Applied once by the migrate command inside one transaction; never edited once landed.
 
@@ -168,10 +172,31 @@ LANGUAGE sql AS $$
     SELECT fl_batch_plain_write(fl_batch_plain_read(calls))
 $$;
 
+-- Sets lock_timeout to what is left until v_until (NULL: no limit), or raises 55P03 when
+-- nothing is left: lock_timeout bounds each wait, and the lock-ahead waits up to four times.
+CREATE FUNCTION fl_batch_lock_wait(v_until timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_left bigint;
+BEGIN
+    IF v_until IS NULL THEN
+        RETURN;
+    END IF;
+    v_left := (extract(epoch FROM v_until - clock_timestamp()) * 1000)::bigint;
+    IF v_left < 1 THEN
+        RAISE EXCEPTION 'the batch''s time to wait for locks ahead is spent'
+            USING ERRCODE = 'lock_not_available';
+    END IF;
+    PERFORM set_config('lock_timeout', v_left::text, true);
+END
+$$;
+
 -- Locks ahead what the batch's calls will write to (see above): the outlets of the pos.post
--- calls, the properties, the stays, and the folios that belong to no stay. Raises what the
--- locks raise (40P01, 55P03); reads nothing else and writes nothing.
-CREATE FUNCTION fl_batch_lock_ahead(calls jsonb, plain fl_batch_post[]) RETURNS void
+-- calls, the properties, the stays, and the folios named that belong to no stay. Waits for
+-- locks until v_until at the latest (NULL: no limit). Raises what the locks raise (40P01,
+-- 55P03); reads nothing else and writes nothing.
+CREATE FUNCTION fl_batch_lock_ahead(calls jsonb, plain fl_batch_post[], v_until timestamptz)
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_plain integer[] := ARRAY(SELECT t.i FROM unnest(plain) t);
@@ -179,21 +204,24 @@ DECLARE
     v_named bigint[] := ARRAY(SELECT t.folio_id FROM unnest(plain) t);  -- folios named
     v_outlets bigint[] := '{}';
     v_stays bigint[] := '{}';
+    v_routed bigint[] := '{}';  -- the stays of the other calls, whose routing may apply
     v_folios bigint[];
     c jsonb;
     k integer := 0;
     v_outlet bigint;
     v_property bigint;
+    v_stay bigint;
     v_id bigint;
 BEGIN
-    -- what each other call names: a pos.post its outlet and the stay of its room (or its
-    -- stay_id), a folio.post its folio (by folio_id, or by stay and window)
+    -- what each other call names, read as its API function reads it (a member that is JSON
+    -- null is absent, a room number is trimmed): a pos.post its outlet and the stay of its
+    -- room (or its stay_id), a folio.post its folio (by folio_id, or by stay and window)
     FOR c IN SELECT * FROM jsonb_array_elements(calls) LOOP
         k := k + 1;
         CONTINUE WHEN k = ANY (v_plain);
         IF c ->> 'm' = 'pos.post' THEN
             SELECT o.id, o.property_id,
-                   CASE WHEN c -> 'p' ? 'stay_id' THEN
+                   CASE WHEN coalesce(jsonb_typeof(c -> 'p' -> 'stay_id'), 'null') <> 'null' THEN
                             (SELECT s.id FROM stays s
                               WHERE s.id = fl_batch_id(c -> 'p' -> 'stay_id')
                                 AND s.property_id = o.property_id)
@@ -201,7 +229,7 @@ BEGIN
                             (SELECT s.id FROM rooms rm
                                JOIN stays s ON s.room_id = rm.id AND s.status = 'in_house'
                               WHERE rm.property_id = o.property_id
-                                AND rm.number = c -> 'p' ->> 'room'
+                                AND rm.number = btrim(c -> 'p' ->> 'room', E' \t\r\n')
                               ORDER BY s.id LIMIT 1) END
               INTO v_outlet, v_property, v_id
               FROM outlets o WHERE o.id = fl_batch_id(c -> 'ctx' -> 'outlet_id');
@@ -210,9 +238,10 @@ BEGIN
             v_props := v_props || v_property;
             IF v_id IS NOT NULL THEN
                 v_stays := v_stays || v_id;
+                v_routed := v_routed || v_id;
             END IF;
         ELSIF c ->> 'm' = 'folio.post' THEN
-            SELECT w.id, w.property_id INTO v_id, v_property FROM folios w
+            SELECT w.id, w.property_id, w.stay_id INTO v_id, v_property, v_stay FROM folios w
              WHERE w.id = coalesce(fl_batch_id(c -> 'p' -> 'folio_id'),
                                    (SELECT x.id FROM folios x
                                      WHERE x.stay_id = fl_batch_id(c -> 'p' -> 'stay_id')
@@ -223,32 +252,41 @@ BEGIN
             IF FOUND THEN
                 v_named := v_named || v_id;
                 v_props := v_props || v_property;
+                IF v_stay IS NOT NULL THEN
+                    v_routed := v_routed || v_stay;
+                END IF;
             END IF;
         END IF;
     END LOOP;
-    -- the stays of the folios named, and what the active routing rules of all these stays
-    -- send charges to: a folio of a stay is guarded by its stay, a folio of none by itself
+    -- the stays of the folios named: a folio of a stay is guarded by its stay, a folio of none
+    -- by itself
     SELECT v_stays || coalesce(array_agg(w.stay_id) FILTER (WHERE w.stay_id IS NOT NULL), '{}'),
            coalesce(array_agg(w.id) FILTER (WHERE w.stay_id IS NULL), '{}')
       INTO v_stays, v_folios
       FROM folios w WHERE w.id = ANY (v_named);
-    IF cardinality(v_stays) > 0 THEN
-        SELECT v_stays || coalesce(array_agg(t.stay_id) FILTER (WHERE t.stay_id IS NOT NULL),
-                                   '{}'),
-               v_folios || coalesce(array_agg(t.id) FILTER (WHERE t.stay_id IS NULL), '{}')
-          INTO v_stays, v_folios
-          FROM routing_rules rr JOIN folios t ON t.id = rr.to_folio_id
-         WHERE rr.active AND rr.stay_id = ANY (v_stays);
+    -- the stays whose folios the active routing rules of the other calls' stays send charges
+    -- to (a plain call is one no routing rule concerns). A target of no stay, a master, is
+    -- not locked ahead: a posting reaches it after its own stay, and a group's check-out
+    -- takes the master before the members' stays.
+    IF cardinality(v_routed) > 0 THEN
+        v_stays := v_stays || ARRAY(SELECT t.stay_id
+                                      FROM routing_rules rr JOIN folios t ON t.id = rr.to_folio_id
+                                     WHERE rr.active AND rr.stay_id = ANY (v_routed)
+                                       AND t.stay_id IS NOT NULL);
     END IF;
 
     IF cardinality(v_outlets) > 0 THEN
+        PERFORM fl_batch_lock_wait(v_until);
         PERFORM 1 FROM outlets WHERE id = ANY (v_outlets) ORDER BY id FOR NO KEY UPDATE;
     END IF;
+    PERFORM fl_batch_lock_wait(v_until);
     PERFORM 1 FROM properties WHERE id = ANY (v_props) ORDER BY id FOR SHARE;
     IF cardinality(v_stays) > 0 THEN
+        PERFORM fl_batch_lock_wait(v_until);
         PERFORM 1 FROM stays WHERE id = ANY (v_stays) ORDER BY id FOR NO KEY UPDATE;
     END IF;
     IF cardinality(v_folios) > 0 THEN
+        PERFORM fl_batch_lock_wait(v_until);
         PERFORM 1 FROM folios WHERE id = ANY (v_folios) ORDER BY id FOR NO KEY UPDATE;
     END IF;
 END
@@ -292,16 +330,17 @@ BEGIN
         -- half of the time to wait for locks: a row held too long (by something other than
         -- a batch) makes the calls take their locks one by one, so that only the calls that
         -- need that row are answered busy
-        IF v_budget > 0 THEN
-            PERFORM set_config('lock_timeout', greatest(v_budget / 2, 1)::text, true);
-        END IF;
         BEGIN
-            PERFORM fl_batch_lock_ahead(calls, plain);
+            PERFORM fl_batch_lock_ahead(calls, plain,
+                                        CASE WHEN v_budget > 0
+                                             THEN statement_timestamp()
+                                                  + make_interval(secs => v_budget / 2000.0) END);
         EXCEPTION WHEN deadlock_detected THEN
             RETURN to_jsonb(array_fill(again, ARRAY[n]));
         WHEN OTHERS THEN
-            -- a row held for half the budget (55P03), or not expected: the calls take their
-            -- locks as they reach them, and the log says why
+            -- a row held for half the budget (55P03), or not expected: every call, the plain
+            -- ones too, takes its locks as it reaches them, and the log says why
+            plain := NULL;
             RAISE WARNING 'fl_batch: the batch''s locks are taken call by call: % (%)',
                 SQLERRM, SQLSTATE;
         END;
@@ -322,7 +361,8 @@ BEGIN
                 -- nothing has been written: every call goes again
                 RETURN to_jsonb(array_fill(again, ARRAY[n]));
             END IF;
-            -- not expected: the calls run one by one below, and the log says why
+            -- a row held too long, or not expected: the calls run one by one below, and the
+            -- log says why
             RAISE WARNING 'fl_batch: plain folio.post calls run one by one: % (%)',
                 SQLERRM, SQLSTATE;
         END;

@@ -1125,15 +1125,16 @@ static void test_batched_posts(void **state)
     itest_close(cashier);
 }
 
-/* Outlets posting to the same rooms at once, their checks written in two batches at a time
- * (a daemon of its own, two lanes of at most four calls): each batch locks the outlets, stays
- * and folios of its calls in one order before they run (sql/017_batch_lock_order.sql), so the
- * batches wait for each other but never deadlock. Without that, two batches met in opposite
- * orders, lost deadlocks one second at a time, and answered checks busy. Every check here is
- * posted once and answered OK, and the daemon never reports a lost deadlock. */
+/* Outlets, then the front desk, posting to the same rooms at once, their postings written in
+ * two batches at a time (a daemon of its own, two lanes of at most four calls): each batch
+ * locks the outlets and stays of its calls in one order before they run
+ * (sql/017_batch_lock_order.sql), so the batches wait for each other but never deadlock.
+ * Without that, two batches met in opposite orders, lost deadlocks one second at a time, and
+ * answered postings busy. Every posting here is made once and answered OK, and the daemon
+ * never reports a lost deadlock. */
 static void test_batches_share_rooms(void **state)
 {
-    enum { OUTLETS = 3, ROOMS = 3, CHECKS = 16 };
+    enum { OUTLETS = 3, ROOMS = 3, CHECKS = 16, FRONT = 24 };
     static const char *const outlet[OUTLETS] = {"REST", "LAUNDRY", "MINIBAR"};
     static const char *const code[OUTLETS] = {"BEV", "LAUNDRY", "MINIBAR"};
     static const char *const room[ROOMS] = {"223", "224", "225"};
@@ -1195,6 +1196,35 @@ static void test_batches_share_rooms(void **state)
                              json_array_size(json_object_get(a, "postings")));
             assert_int_equal(sum, pos_int(a, "total"));
             expected[(i + o) % ROOMS] += sum;
+            json_decref(r);
+        }
+    }
+    /* the front desk too: one connection's FOOD charges (tax rules: each runs on its own in
+     * its batch) go round the rooms' folios, and two batches at a time take them in turn;
+     * no outlet is locked here, only the stays keep the batches apart */
+    {
+        json_int_t fids[FRONT];
+
+        for (int i = 0; i < FRONT; i++) {
+            json_t *p = json_pack("{s:I, s:s, s:i}", "folio_id", w1[i % ROOMS], "code", "FOOD",
+                                  "amount", 100 + i);
+
+            assert_true(client_send_request(staff, "folio.post", p, &fids[i]));
+            json_decref(p);
+        }
+        for (int i = 0; i < FRONT; i++) {
+            json_t *r = NULL;
+            const json_t *a;
+
+            if (!client_wait_response(staff, fids[i], -1, &r))
+                fail_msg("front desk charge %d: %s", i, client_error(staff));
+            a = client_response_result(r);
+            if (a == NULL) {
+                char *text = pos_dump(r);
+
+                fail_msg("front desk charge %d: %s", i, text != NULL ? text : "?");
+            }
+            expected[i % ROOMS] += pos_int(a, "total");
             json_decref(r);
         }
     }
