@@ -763,26 +763,58 @@ void itest_pg_exec(PGconn *pg, const char *query)
     PQclear(res);
 }
 
-void itest_pg_lock(PGconn *pg, const char *table, json_int_t id)
+/* Asks for row id of table ("folios" or "stays") FOR UPDATE in pg's open transaction, waiting
+ * for it or (nowait) not. The result, for the caller to judge and clear. */
+static PGresult *pg_lock_row(PGconn *pg, const char *table, json_int_t id, bool nowait)
 {
+    static const char *const sql[2][2] = {
+        {"SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE",
+         "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE NOWAIT"},
+        {"SELECT id FROM stays WHERE id = $1::bigint FOR UPDATE",
+         "SELECT id FROM stays WHERE id = $1::bigint FOR UPDATE NOWAIT"},
+    };
     char param[32];
     const char *params[1] = {param};
-    const char *sql;
-    PGresult *res;
+    int t;
 
     if (strcmp(table, "folios") == 0)
-        sql = "SELECT id FROM folios WHERE id = $1::bigint FOR UPDATE";
+        t = 0;
     else if (strcmp(table, "stays") == 0)
-        sql = "SELECT id FROM stays WHERE id = $1::bigint FOR UPDATE";
+        t = 1;
     else {
-        fail_msg("itest_pg_lock: no table %s", table);
-        return;
+        fail_msg("no table %s to lock a row of", table);
+        return NULL;
     }
     snprintf(param, sizeof(param), "%" JSON_INTEGER_FORMAT, id);
-    res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
+    return PQexecParams(pg, sql[t][nowait], 1, NULL, params, NULL, NULL, 0);
+}
+
+void itest_pg_lock(PGconn *pg, const char *table, json_int_t id)
+{
+    PGresult *res = pg_lock_row(pg, table, id, false);
+
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        fail_msg("lock %s %s: %s", table, param, PQerrorMessage(pg));
+        fail_msg("lock %s %" JSON_INTEGER_FORMAT ": %s", table, id, PQerrorMessage(pg));
     PQclear(res);
+}
+
+bool itest_pg_row_held(PGconn *pg, const char *table, json_int_t id)
+{
+    PGresult *res;
+    const char *state;
+    bool held = false;
+
+    itest_pg_exec(pg, "BEGIN");
+    res = pg_lock_row(pg, table, id, true);
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (state == NULL || strcmp(state, "55P03") != 0)
+            fail_msg("lock %s %" JSON_INTEGER_FORMAT " NOWAIT: %s", table, id, PQerrorMessage(pg));
+        held = true;
+    }
+    PQclear(res);
+    itest_pg_exec(pg, "ROLLBACK");
+    return held;
 }
 
 void itest_pg_wait_lock_waiter(int timeout_ms)

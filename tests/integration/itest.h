@@ -234,6 +234,10 @@ void itest_pg_exec(PGconn *pg, const char *query);
  * if another holds it. */
 void itest_pg_lock(PGconn *pg, const char *table, json_int_t id);
 
+/* Whether a transaction other than pg's holds row id of table ("folios" or "stays"): pg asks
+ * for it FOR UPDATE NOWAIT in a transaction of its own and gives it back at once. */
+bool itest_pg_row_held(PGconn *pg, const char *table, json_int_t id);
+
 /* Waits up to timeout_ms until a backend of a foliod waits for a lock; fails the test if none
  * does. */
 void itest_pg_wait_lock_waiter(int timeout_ms);

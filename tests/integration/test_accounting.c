@@ -1884,32 +1884,6 @@ static void test_batch_deadlock_again(void **state)
     itest_close(cashier);
 }
 
-/* Whether a transaction other than pg's holds row id of table ("folios" or "stays"): pg asks
- * for it FOR UPDATE NOWAIT and gives it back at once. */
-static bool row_held(PGconn *pg, const char *table, json_int_t id)
-{
-    char sql[128], param[32];
-    const char *params[1] = {param};
-    PGresult *res;
-    const char *state;
-    bool held = false;
-
-    snprintf(sql, sizeof(sql), "SELECT id FROM %s WHERE id = $1::bigint FOR UPDATE NOWAIT",
-             strcmp(table, "stays") == 0 ? "stays" : "folios");
-    snprintf(param, sizeof(param), "%" JSON_INTEGER_FORMAT, id);
-    itest_pg_exec(pg, "BEGIN");
-    res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
-    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (state == NULL || strcmp(state, "55P03") != 0)
-            fail_msg("%s: %s", sql, PQerrorMessage(pg));
-        held = true;
-    }
-    PQclear(res);
-    itest_pg_exec(pg, "ROLLBACK");
-    return held;
-}
-
 /* What a batch locks before its calls run (fl_batch_lock_ahead, sql/017_batch_lock_order.sql),
  * looked at from another connection: the stays its calls write to, named as their API
  * functions read them (a room number with spaces around it, a stay_id that is JSON null),
@@ -1970,13 +1944,13 @@ static void test_lock_ahead_rows(void **state)
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         fail_msg("fl_batch_lock_ahead: %s", PQerrorMessage(pg));
     PQclear(res);
-    assert_true(row_held(other, "stays", stay_id(member)));
-    assert_true(row_held(other, "stays", stay_id(guest)));
-    assert_false(row_held(other, "folios", window1(member)));
-    assert_false(row_held(other, "folios", window1(guest)));
-    assert_false(row_held(other, "folios", master));
+    assert_true(itest_pg_row_held(other, "stays", stay_id(member)));
+    assert_true(itest_pg_row_held(other, "stays", stay_id(guest)));
+    assert_false(itest_pg_row_held(other, "folios", window1(member)));
+    assert_false(itest_pg_row_held(other, "folios", window1(guest)));
+    assert_false(itest_pg_row_held(other, "folios", master));
     itest_pg_exec(pg, "ROLLBACK");
-    assert_false(row_held(other, "stays", stay_id(guest)));
+    assert_false(itest_pg_row_held(other, "stays", stay_id(guest)));
     PQfinish(pg);
     PQfinish(other);
     json_decref(member);
