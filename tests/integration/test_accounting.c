@@ -1958,6 +1958,105 @@ static void test_lock_ahead_rows(void **state)
     itest_close(cashier);
 }
 
+/* One statement on the test database inside a savepoint of pg's open transaction, rolled back
+ * after: "ok" when it passed, else the SQLSTATE and the constraint's name ("23514 folios_check4"),
+ * into out. */
+static const char *sql_outcome(PGconn *pg, const char *query, char *out, size_t size)
+{
+    PGresult *res;
+
+    itest_pg_exec(pg, "SAVEPOINT outcome");
+    res = PQexec(pg, query);
+    if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK) {
+        snprintf(out, size, "ok");
+    } else {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *name = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+        const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+        snprintf(out, size, "%s %s", state != NULL ? state : "?",
+                 name != NULL ? name : message != NULL ? message : "?");
+    }
+    PQclear(res);
+    itest_pg_exec(pg, "ROLLBACK TO SAVEPOINT outcome");
+    return out;
+}
+
+/* What a folio's row must satisfy is checked by the database itself, by the folios' guard
+ * trigger since sql/018_posting_cost.sql (it was the folios' CHECK constraints): straight SQL
+ * that breaks a condition is refused with check_violation and the condition's name, on insert
+ * and on update, and what keeps the conditions passes. */
+static void test_folio_conditions_in_database(void **state)
+{
+    static const struct {
+        const char *sql, *want;
+    } cases[] = {
+        /* inserts */
+        {"INSERT INTO folios (property_id, type, name) SELECT id, 'bogus', 'X' FROM properties "
+         "WHERE code = 'DEMO'",
+         "23514 folios_type_check"},
+        {"INSERT INTO folios (property_id, type, name) SELECT id, 'individual', 'X' "
+         "FROM properties WHERE code = 'DEMO'",
+         "23514 folios_check"},
+        {"INSERT INTO folios (property_id, type, stay_id, window_no) SELECT property_id, "
+         "'individual', id, 9 FROM stays ORDER BY id LIMIT 1",
+         "23514 folios_window_no_check"},
+        {"INSERT INTO folios (property_id, type, name, window_no) SELECT id, 'non_guest', 'X', 2 "
+         "FROM properties WHERE code = 'DEMO'",
+         "23514 folios_check1"},
+        {"INSERT INTO folios (property_id, type, name) SELECT id, 'master', 'X' FROM properties "
+         "WHERE code = 'DEMO'",
+         "23514 folios_check2"},
+        {"INSERT INTO folios (property_id, type) SELECT id, 'non_guest' FROM properties "
+         "WHERE code = 'DEMO'",
+         "23514 folios_check3"},
+        {"INSERT INTO folios (property_id, type, name) SELECT id, 'non_guest', '   ' "
+         "FROM properties WHERE code = 'DEMO'",
+         "23514 folios_name_check"},
+        {"INSERT INTO folios (property_id, type, name, status) SELECT id, 'non_guest', 'X', "
+         "'closed' FROM properties WHERE code = 'DEMO'",
+         "23514 folios_check4"},
+        {"INSERT INTO folios (property_id, type, name, status, closed_at) SELECT id, 'permanent', "
+         "'X', 'closed', now() FROM properties WHERE code = 'DEMO'",
+         "23514 folios_check5"},
+        {"INSERT INTO folios (property_id, type, name) SELECT id, 'non_guest', 'Kept' "
+         "FROM properties WHERE code = 'DEMO'",
+         "ok"},
+        /* updates of the house folio made below */
+        {"UPDATE folios SET status = 'gone' WHERE name = 'Rules house'", "23514 folios_status_check"},
+        {"UPDATE folios SET status = 'closed' WHERE name = 'Rules house'", "23514 folios_check4"},
+        {"UPDATE folios SET closed_at = now() WHERE name = 'Rules house'", "23514 folios_check4"},
+        {"UPDATE folios SET name = NULL WHERE name = 'Rules house'", "23514 folios_check3"},
+        {"UPDATE folios SET name = repeat('n', 201) WHERE name = 'Rules house'",
+         "23514 folios_name_check"},
+        {"UPDATE folios SET status = 'closed', closed_at = now() WHERE name = 'Rules perm'",
+         "23514 folios_check5"},
+        {"UPDATE folios SET status = 'closed', closed_at = now(), closed_by = 'test' "
+         "WHERE name = 'Rules house'",
+         "ok"},
+        {"UPDATE folios SET name = 'Rules house 2' WHERE name = 'Rules house'", "ok"},
+        /* what the guard kept before, still refused (FL000, fl_fail) */
+        {"UPDATE folios SET window_no = 2 WHERE name = 'Rules house'", "FL000 immutable"},
+        {"UPDATE folios SET balance = 1 WHERE name = 'Rules house'", "FL000 immutable"},
+    };
+    PGconn *pg = itest_pg();
+    char out[256];
+
+    (void)state;
+    itest_pg_exec(pg, "BEGIN");
+    itest_pg_exec(pg, "INSERT INTO folios (property_id, type, name) SELECT id, 'non_guest', "
+                      "'Rules house' FROM properties WHERE code = 'DEMO'");
+    itest_pg_exec(pg, "INSERT INTO folios (property_id, type, name) SELECT id, 'permanent', "
+                      "'Rules perm' FROM properties WHERE code = 'DEMO'");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sql_outcome(pg, cases[i].sql, out, sizeof(out));
+        if (strcmp(out, cases[i].want) != 0)
+            fail_msg("%s: got %s, want %s", cases[i].sql, out, cases[i].want);
+    }
+    itest_pg_exec(pg, "ROLLBACK");
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1984,6 +2083,7 @@ int main(void)
         ITEST(test_batch_lock_wait),
         ITEST(test_batch_deadlock_again),
         ITEST(test_lock_ahead_rows),
+        ITEST(test_folio_conditions_in_database),
     };
 
     return cmocka_run_group_tests(tests, itest_group_setup, NULL);
