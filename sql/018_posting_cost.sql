@@ -15,7 +15,9 @@
 --      on an update those that read a column the update changed (status, name, closed_at; the
 --      others read only columns the guard keeps from changing). PL/pgSQL keeps its prepared
 --      expressions for the session, so a balance update pays for none of them. A violation is
---      still check_violation (23514), named as the constraint was.
+--      still check_violation (23514), named as the constraint was. A CHECK constraint saw the
+--      row after every BEFORE trigger; the guard sees it in its turn, so a later BEFORE trigger
+--      on folios that changes the row must sort before folios_guard.
 --      The city-ledger trigger of 008 (a city-ledger folio never closes) is folded into the
 --      guard as well: its WHEN clause too was read again at every update.
 --   2. Two foreign keys that others imply: postings.property_id and pos_requests.property_id
