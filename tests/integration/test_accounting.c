@@ -1959,71 +1959,77 @@ static void test_lock_ahead_rows(void **state)
 }
 
 /* One statement on the test database inside a savepoint of pg's open transaction, rolled back
- * after: "ok" when it passed, else the SQLSTATE and the constraint's name ("23514 folios_check4"),
- * into out. */
-static const char *sql_outcome(PGconn *pg, const char *query, char *out, size_t size)
+ * after; its outcome into out: "ok N" (N rows) when it passed, else the SQLSTATE and the name of
+ * the constraint or column ("23514 folios_check4", "23502 type"), or the message. */
+static void sql_outcome(PGconn *pg, const char *query, char *out, size_t size)
 {
     PGresult *res;
 
     itest_pg_exec(pg, "SAVEPOINT outcome");
     res = PQexec(pg, query);
     if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK) {
-        snprintf(out, size, "ok");
+        snprintf(out, size, "ok %s", PQcmdTuples(res));
     } else {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         const char *name = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-        const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
-        snprintf(out, size, "%s %s", state != NULL ? state : "?",
-                 name != NULL ? name : message != NULL ? message : "?");
+        if (name == NULL)
+            name = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+        if (name == NULL)
+            name = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        snprintf(out, size, "%s %s", state != NULL ? state : "?", name != NULL ? name : "?");
     }
     PQclear(res);
     itest_pg_exec(pg, "ROLLBACK TO SAVEPOINT outcome");
-    return out;
 }
 
 /* What a folio's row must satisfy is checked by the database itself, by the folios' guard
  * trigger since sql/018_posting_cost.sql (it was the folios' CHECK constraints): straight SQL
  * that breaks a condition is refused with check_violation and the condition's name, on insert
- * and on update, and what keeps the conditions passes. */
+ * and on update; a row that breaks several gets the error the constraints gave (NOT NULL first,
+ * then by name); a city-ledger folio never closes; what keeps the conditions passes. */
 static void test_folio_conditions_in_database(void **state)
 {
+#define DEMO_ID "(SELECT id FROM properties WHERE code = 'DEMO')"
     static const struct {
         const char *sql, *want;
     } cases[] = {
         /* inserts */
-        {"INSERT INTO folios (property_id, type, name) SELECT id, 'bogus', 'X' FROM properties "
-         "WHERE code = 'DEMO'",
+        {"INSERT INTO folios (property_id, type, name) VALUES (" DEMO_ID ", 'bogus', 'X')",
          "23514 folios_type_check"},
-        {"INSERT INTO folios (property_id, type, name) SELECT id, 'individual', 'X' "
-         "FROM properties WHERE code = 'DEMO'",
+        {"INSERT INTO folios (property_id, type, name) VALUES (" DEMO_ID ", 'individual', 'X')",
          "23514 folios_check"},
         {"INSERT INTO folios (property_id, type, stay_id, window_no) SELECT property_id, "
          "'individual', id, 9 FROM stays ORDER BY id LIMIT 1",
          "23514 folios_window_no_check"},
-        {"INSERT INTO folios (property_id, type, name, window_no) SELECT id, 'non_guest', 'X', 2 "
-         "FROM properties WHERE code = 'DEMO'",
+        {"INSERT INTO folios (property_id, type, name, window_no) "
+         "VALUES (" DEMO_ID ", 'non_guest', 'X', 2)",
          "23514 folios_check1"},
-        {"INSERT INTO folios (property_id, type, name) SELECT id, 'master', 'X' FROM properties "
-         "WHERE code = 'DEMO'",
+        {"INSERT INTO folios (property_id, type, name) VALUES (" DEMO_ID ", 'master', 'X')",
          "23514 folios_check2"},
-        {"INSERT INTO folios (property_id, type) SELECT id, 'non_guest' FROM properties "
-         "WHERE code = 'DEMO'",
+        {"INSERT INTO folios (property_id, type) VALUES (" DEMO_ID ", 'non_guest')",
          "23514 folios_check3"},
-        {"INSERT INTO folios (property_id, type, name) SELECT id, 'non_guest', '   ' "
-         "FROM properties WHERE code = 'DEMO'",
+        {"INSERT INTO folios (property_id, type, name) VALUES (" DEMO_ID ", 'non_guest', '   ')",
          "23514 folios_name_check"},
-        {"INSERT INTO folios (property_id, type, name, status) SELECT id, 'non_guest', 'X', "
-         "'closed' FROM properties WHERE code = 'DEMO'",
+        {"INSERT INTO folios (property_id, type, name, status) "
+         "VALUES (" DEMO_ID ", 'non_guest', 'X', 'closed')",
          "23514 folios_check4"},
-        {"INSERT INTO folios (property_id, type, name, status, closed_at) SELECT id, 'permanent', "
-         "'X', 'closed', now() FROM properties WHERE code = 'DEMO'",
+        {"INSERT INTO folios (property_id, type, name, status, closed_at) "
+         "VALUES (" DEMO_ID ", 'permanent', 'X', 'closed', now())",
          "23514 folios_check5"},
-        {"INSERT INTO folios (property_id, type, name) SELECT id, 'non_guest', 'Kept' "
-         "FROM properties WHERE code = 'DEMO'",
-         "ok"},
-        /* updates of the house folio made below */
-        {"UPDATE folios SET status = 'gone' WHERE name = 'Rules house'", "23514 folios_status_check"},
+        {"INSERT INTO folios (property_id, type, name, status) "
+         "VALUES (" DEMO_ID ", 'non_guest', 'X', 'gone')",
+         "23514 folios_status_check"},
+        /* several broken: the first by name, and NOT NULL before any */
+        {"INSERT INTO folios (property_id, type) VALUES (" DEMO_ID ", 'bogus')",
+         "23514 folios_check3"},
+        {"INSERT INTO folios (property_id, type, window_no) VALUES (" DEMO_ID ", NULL, 2)",
+         "23502 type"},
+        {"INSERT INTO folios (property_id, type, name) VALUES (" DEMO_ID ", 'non_guest', 'Kept')",
+         "ok 1"},
+        /* updates of the folios made below */
+        {"UPDATE folios SET status = 'gone' WHERE name = 'Rules house'",
+         "23514 folios_status_check"},
         {"UPDATE folios SET status = 'closed' WHERE name = 'Rules house'", "23514 folios_check4"},
         {"UPDATE folios SET closed_at = now() WHERE name = 'Rules house'", "23514 folios_check4"},
         {"UPDATE folios SET name = NULL WHERE name = 'Rules house'", "23514 folios_check3"},
@@ -2031,10 +2037,16 @@ static void test_folio_conditions_in_database(void **state)
          "23514 folios_name_check"},
         {"UPDATE folios SET status = 'closed', closed_at = now() WHERE name = 'Rules perm'",
          "23514 folios_check5"},
+        {"UPDATE folios SET status = 'gone' WHERE name = 'Rules perm'", "23514 folios_check5"},
         {"UPDATE folios SET status = 'closed', closed_at = now(), closed_by = 'test' "
          "WHERE name = 'Rules house'",
-         "ok"},
-        {"UPDATE folios SET name = 'Rules house 2' WHERE name = 'Rules house'", "ok"},
+         "ok 1"},
+        {"UPDATE folios SET name = 'Rules house 2' WHERE name = 'Rules house'", "ok 1"},
+        /* a city-ledger folio never closes, tested before anything else */
+        {"UPDATE folios SET status = 'closed', closed_at = now() WHERE name = 'Rules ledger'",
+         "FL000 use_ar"},
+        {"UPDATE folios SET status = 'gone' WHERE name = 'Rules ledger'", "FL000 use_ar"},
+        {"UPDATE folios SET name = 'Rules ledger 2' WHERE name = 'Rules ledger'", "ok 1"},
         /* what the guard kept before, still refused (FL000, fl_fail) */
         {"UPDATE folios SET window_no = 2 WHERE name = 'Rules house'", "FL000 immutable"},
         {"UPDATE folios SET balance = 1 WHERE name = 'Rules house'", "FL000 immutable"},
@@ -2044,10 +2056,10 @@ static void test_folio_conditions_in_database(void **state)
 
     (void)state;
     itest_pg_exec(pg, "BEGIN");
-    itest_pg_exec(pg, "INSERT INTO folios (property_id, type, name) SELECT id, 'non_guest', "
-                      "'Rules house' FROM properties WHERE code = 'DEMO'");
-    itest_pg_exec(pg, "INSERT INTO folios (property_id, type, name) SELECT id, 'permanent', "
-                      "'Rules perm' FROM properties WHERE code = 'DEMO'");
+    itest_pg_exec(pg, "INSERT INTO folios (property_id, type, name) "
+                      "VALUES (" DEMO_ID ", 'non_guest', 'Rules house'), "
+                      "(" DEMO_ID ", 'permanent', 'Rules perm'), "
+                      "(" DEMO_ID ", 'city_ledger', 'Rules ledger')");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         sql_outcome(pg, cases[i].sql, out, sizeof(out));
         if (strcmp(out, cases[i].want) != 0)
@@ -2055,6 +2067,7 @@ static void test_folio_conditions_in_database(void **state)
     }
     itest_pg_exec(pg, "ROLLBACK");
     PQfinish(pg);
+#undef DEMO_ID
 }
 
 int main(void)
