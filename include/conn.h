@@ -56,6 +56,10 @@ struct server *conn_server(const struct conn *c);
 
 /* Queues one JSON message plus LF; steals msg. Dropped when the connection is closed. */
 void conn_send(struct conn *c, json_t *msg);
+/* Queues the answer {"jsonrpc": "2.0", "id": id, "result": <text>} plus LF, the result being
+ * text[0, len), JSON on one line, as it is (id is not stolen). Dropped when the connection is
+ * closed. */
+void conn_send_result_text(struct conn *c, json_t *id, const char *text, size_t len);
 
 /* In-flight accounting: rpc_dispatch() starts, rpc_reply()/rpc_fail() finish. */
 void conn_call_started(struct conn *c);

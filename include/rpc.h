@@ -119,6 +119,9 @@ void rpc_dispatch(struct conn *conn, const char *line, size_t len);
 
 /* Finish a call. Both free the call and steal their json_t arguments. */
 void rpc_reply(struct rpc_call *call, json_t *result);
+/* rpc_reply() with the result as text: text[0, len), JSON on one line (PostgreSQL's jsonb
+ * output), sent as it is. */
+void rpc_reply_text(struct rpc_call *call, const char *text, size_t len);
 void rpc_fail(struct rpc_call *call, int code, const char *reason, bool retryable,
               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* A POS answer object {"status", "reason", "message"} (docs/pos.md). */

@@ -209,6 +209,36 @@ void conn_send(struct conn *c, json_t *msg)
     free(text);
 }
 
+void conn_send_result_text(struct conn *c, json_t *id, const char *text, size_t len)
+{
+    static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":", mid[] = ",\"result\":";
+    if (c->state == CONN_CLOSED || c->close_when_flushed)
+        return;
+    char *id_text = json_dumps(id != NULL ? id : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    size_t id_len = id_text != NULL ? strlen(id_text) : 0;
+    size_t n = sizeof(head) - 1 + id_len + sizeof(mid) - 1 + len + 2;
+    char *msg = id_text != NULL ? malloc(n) : NULL;
+    if (msg == NULL) {
+        free(id_text);
+        conn_log(c, LOG_LEVEL_ERROR, "cannot encode an answer");
+        return;
+    }
+    char *p = msg;
+    memcpy(p, head, sizeof(head) - 1);
+    p += sizeof(head) - 1;
+    memcpy(p, id_text, id_len);
+    p += id_len;
+    memcpy(p, mid, sizeof(mid) - 1);
+    p += sizeof(mid) - 1;
+    memcpy(p, text, len);
+    p += len;
+    memcpy(p, "}\n", 2);
+    if (evbuffer_add(bufferevent_get_output(c->bev), msg, n) != 0)
+        conn_log(c, LOG_LEVEL_ERROR, "cannot queue an answer");
+    free(msg);
+    free(id_text);
+}
+
 void conn_notify(struct conn *c, const char *method, json_t *params)
 {
     json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params",

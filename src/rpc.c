@@ -794,6 +794,13 @@ void rpc_reply(struct rpc_call *call, json_t *result)
     call_free(call);
 }
 
+void rpc_reply_text(struct rpc_call *call, const char *text, size_t len)
+{
+    access_log(call->conn, call->method->name, call->id, call->start_us, "ok");
+    conn_send_result_text(call->conn, call->id, text, len);
+    call_free(call);
+}
+
 void rpc_fail(struct rpc_call *call, int code, const char *reason, bool retryable,
               const char *fmt, ...)
 {

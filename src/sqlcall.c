@@ -23,6 +23,7 @@
 #include "config.h"
 #include "conn.h"
 #include "db.h"
+#include "jtext.h"
 #include "log.h"
 #include "rpc.h"
 #include "server.h"
@@ -37,11 +38,33 @@ static json_t *result_json(struct rpc_call *call, const char *text)
     return result;
 }
 
+/* PostgreSQL's type oid of jsonb (catalog pg_type; libpq has no header for it). */
+#define JSONB_OID 3802
+
+/* Whether the single value of r is jsonb: its text (jsonb's output, valid JSON on one line) can
+ * go to the client as it is, without being parsed and written again. The line ends are looked
+ * for all the same, since a raw one would end the client's frame. */
+static bool result_is_jsonb(const struct db_result *r, const char **text, size_t *len)
+{
+    if (PQntuples(r->res) != 1 || PQnfields(r->res) != 1 || PQgetisnull(r->res, 0, 0) ||
+        PQftype(r->res, 0) != JSONB_OID)
+        return false;
+    *text = PQgetvalue(r->res, 0, 0);
+    *len = (size_t)PQgetlength(r->res, 0, 0);
+    return memchr(*text, '\n', *len) == NULL && memchr(*text, '\r', *len) == NULL;
+}
+
 static void sqlcall_done_cb(void *arg, const struct db_result *r)
 {
     struct rpc_call *call = arg;
     if (r->status != DB_OK) {
         rpc_fail_db(call, r);
+        return;
+    }
+    const char *text;
+    size_t len;
+    if (result_is_jsonb(r, &text, &len)) {
+        rpc_reply_text(call, text, len);
         return;
     }
     json_t *result = json_null();
@@ -232,12 +255,61 @@ static void single_done_cb(void *arg, const struct db_result *r)
     lane_free(b);
 }
 
+/* Answers the calls of a batch from the text of fl_batch's jsonb array, one element each: a
+ * call's {"ok": result} by passing the result's text on, anything else (an error, "again") by
+ * parsing that element alone for answer_call. An element missing, or text that is not an array
+ * of answers, is answered as answer_call answers a call without an answer. Returns the calls to
+ * send again (linked), last in *again_last. */
+static struct bcall *answer_from_text(struct batch *bt, const char *text, size_t len,
+                                      struct bcall **again_last)
+{
+    struct jtext_array a;
+    struct bcall *again = NULL;
+    size_t start = 0, end = 0, vstart, vend;
+    int given = 0;
+    *again_last = NULL;
+    jtext_array_open(&a, text, len);
+    for (struct bcall *bc = bt->calls, *next; bc != NULL; bc = next) {
+        next = bc->next;
+        bool have = jtext_array_next(&a, &start, &end);
+        given += have;
+        if (have && jtext_ok_member(text + start, end - start, &vstart, &vend)) {
+            rpc_reply_text(bc->call, text + start + vstart, vend - vstart);
+            bcall_free(bc);
+            continue;
+        }
+        json_t *answer = have ? json_loadb(text + start, end - start, 0, NULL) : NULL;
+        bool done = answer_call(bc, answer); /* NULL: no answer for the call */
+        json_decref(answer);
+        if (done) {
+            bcall_free(bc);
+            continue;
+        }
+        bc->next = NULL;
+        if (*again_last != NULL)
+            (*again_last)->next = bc;
+        else
+            again = bc;
+        *again_last = bc;
+    }
+    if (given != bt->n || jtext_array_next(&a, &start, &end) || a.bad)
+        log_error("fl_batch answered %s for %d calls",
+                  a.bad ? "nothing usable" : "a different number of answers", bt->n);
+    return again;
+}
+
 static void batch_done_cb(void *arg, const struct db_result *r)
 {
     struct batch *bt = arg;
     struct sqlbatch *b = bt->owner;
+    const char *text;
+    size_t len;
     if (r->status != DB_OK) {
         fail_calls(bt->calls, r);
+    } else if (result_is_jsonb(r, &text, &len)) {
+        struct bcall *again_last;
+        struct bcall *again = answer_from_text(bt, text, len, &again_last);
+        requeue(b, again, again_last);
     } else {
         json_t *answers = NULL;
         if (PQntuples(r->res) == 1 && PQnfields(r->res) == 1 && !PQgetisnull(r->res, 0, 0))
