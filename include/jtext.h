@@ -5,9 +5,9 @@
  * it came, instead of parsing it into a tree and writing the tree out again.
  *
  * Meant for text that is valid JSON (PostgreSQL's jsonb output is): a walk only tracks strings,
- * escapes and nesting. Text that is not JSON never makes it read outside the given bounds; the
- * walk then stops with an error, or gives bounds that the caller treats as it would any
- * answer it cannot use.
+ * escapes and nesting, and does not check the tokens in between. Text that is not JSON never
+ * makes it read outside the given bounds; the walk then stops with an error, or gives bounds
+ * around text that is not JSON either.
  */
 #ifndef FOLIOD_JTEXT_H
 #define FOLIOD_JTEXT_H
@@ -18,8 +18,16 @@
 /* The end (one past the last byte) of the JSON value that starts at s[i], or 0 when the text
  * from i is not one value: it starts at the end, at white space or at a separator, or a string
  * or a container is not closed. Brackets are counted, not matched by kind ("[}" ends a value).
- * A scalar other than a string ends at the first separator, bracket, quote or white space. */
+ * A scalar other than a string ends at the first separator, bracket, quote, white space or NUL. */
 size_t jtext_value_end(const char *s, size_t len, size_t i);
+
+/* Digits in a row, outside strings, from which a number may not fit a 64-bit integer. */
+#define JTEXT_LONG_DIGITS 19
+
+/* Whether s[0, len) has a number of JTEXT_LONG_DIGITS digits or more outside its strings (an
+ * integer that JSON readers such as jansson may refuse). Also false when a string is not
+ * closed. */
+bool jtext_has_long_number(const char *s, size_t len);
 
 /* A walk over the elements of a JSON array. */
 struct jtext_array {

@@ -417,9 +417,12 @@ static void dbc_connect(struct db_conn *dc)
     clear_io(dc);
     char timeout[16];
     snprintf(timeout, sizeof(timeout), "%d", pool->connect_timeout_s);
-    const char *keys[] = {"dbname",     "application_name", "options", "connect_timeout",
-                          "keepalives", "keepalives_idle",  NULL};
-    const char *vals[] = {pool->conninfo, "foliod", pool->options, timeout, "1", "30", NULL};
+    /* after dbname, so that the conninfo it expands cannot change them: results are passed on
+     * to clients as the text PostgreSQL sends (sqlcall.c), which must be UTF-8 */
+    const char *keys[] = {"dbname",          "client_encoding", "application_name", "options",
+                          "connect_timeout", "keepalives",      "keepalives_idle",  NULL};
+    const char *vals[] = {pool->conninfo, "UTF8", "foliod", pool->options, timeout, "1", "30",
+                          NULL};
     dc->pg = PQconnectStartParams(keys, vals, 1);
     if (dc->pg == NULL || PQstatus(dc->pg) == CONNECTION_BAD) {
         dbc_down(dc, "cannot start a database connection");

@@ -54,7 +54,7 @@ size_t jtext_value_end(const char *s, size_t len, size_t i)
         return 0;
     }
     size_t j = i;
-    while (j < len && !is_space(s[j]) && strchr(",:[]{}\"", s[j]) == NULL)
+    while (j < len && s[j] != '\0' && !is_space(s[j]) && strchr(",:[]{}\"", s[j]) == NULL)
         j++;
     return j > i ? j : 0;
 }
@@ -121,4 +121,24 @@ bool jtext_ok_member(const char *s, size_t len, size_t *vstart, size_t *vend)
     *vstart = i;
     *vend = e;
     return true;
+}
+
+bool jtext_has_long_number(const char *s, size_t len)
+{
+    size_t digits = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"') {
+            size_t e = string_end(s, len, i);
+            if (e == 0)
+                return false;
+            i = e - 1;
+            digits = 0;
+        } else if (s[i] >= '0' && s[i] <= '9') {
+            if (++digits >= JTEXT_LONG_DIGITS)
+                return true;
+        } else {
+            digits = 0;
+        }
+    }
+    return false;
 }

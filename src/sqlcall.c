@@ -41,9 +41,11 @@ static json_t *result_json(struct rpc_call *call, const char *text)
 /* PostgreSQL's type oid of jsonb (catalog pg_type; libpq has no header for it). */
 #define JSONB_OID 3802
 
-/* Whether the single value of r is jsonb: its text (jsonb's output, valid JSON on one line) can
- * go to the client as it is, without being parsed and written again. The line ends are looked
- * for all the same, since a raw one would end the client's frame. */
+/* Whether the single value of r is jsonb whose text (jsonb's output: JSON on one line, UTF-8 as
+ * the pool asks for) can go to the client as it is, without being parsed and written again.
+ * Not when it has a line end (jsonb's output has none, but a raw one would end the client's
+ * frame), nor a number of 19 digits or more: jansson, here and in clients, refuses integers
+ * beyond 64 bits, and such a result is parsed as before (and refused, as before). */
 static bool result_is_jsonb(const struct db_result *r, const char **text, size_t *len)
 {
     if (PQntuples(r->res) != 1 || PQnfields(r->res) != 1 || PQgetisnull(r->res, 0, 0) ||
@@ -51,7 +53,8 @@ static bool result_is_jsonb(const struct db_result *r, const char **text, size_t
         return false;
     *text = PQgetvalue(r->res, 0, 0);
     *len = (size_t)PQgetlength(r->res, 0, 0);
-    return memchr(*text, '\n', *len) == NULL && memchr(*text, '\r', *len) == NULL;
+    return memchr(*text, '\n', *len) == NULL && memchr(*text, '\r', *len) == NULL &&
+           !jtext_has_long_number(*text, *len);
 }
 
 static void sqlcall_done_cb(void *arg, const struct db_result *r)
@@ -255,73 +258,80 @@ static void single_done_cb(void *arg, const struct db_result *r)
     lane_free(b);
 }
 
-/* Answers the calls of a batch from the text of fl_batch's jsonb array, one element each: a
- * call's {"ok": result} by passing the result's text on, anything else (an error, "again") by
- * parsing that element alone for answer_call. An element missing, or text that is not an array
- * of answers, is answered as answer_call answers a call without an answer. Returns the calls to
- * send again (linked), last in *again_last. */
-static struct bcall *answer_from_text(struct batch *bt, const char *text, size_t len,
-                                      struct bcall **again_last)
+/* Where one answer lies in the text of fl_batch's array. */
+struct span {
+    size_t start, end;
+};
+
+/* The bounds of the n answers in the text of fl_batch's array, into spans: false unless the
+ * text is an array of exactly n values (it is then read as a whole, as any other result). */
+static bool cut_answers(const char *text, size_t len, int n, struct span *spans)
 {
     struct jtext_array a;
-    struct bcall *again = NULL;
-    size_t start = 0, end = 0, vstart, vend;
-    int given = 0;
-    *again_last = NULL;
+    size_t start, end;
+    int i = 0;
     jtext_array_open(&a, text, len);
-    for (struct bcall *bc = bt->calls, *next; bc != NULL; bc = next) {
-        next = bc->next;
-        bool have = jtext_array_next(&a, &start, &end);
-        given += have;
-        if (have && jtext_ok_member(text + start, end - start, &vstart, &vend)) {
-            rpc_reply_text(bc->call, text + start + vstart, vend - vstart);
-            bcall_free(bc);
-            continue;
-        }
-        json_t *answer = have ? json_loadb(text + start, end - start, 0, NULL) : NULL;
-        bool done = answer_call(bc, answer); /* NULL: no answer for the call */
-        json_decref(answer);
-        if (done) {
-            bcall_free(bc);
-            continue;
-        }
-        bc->next = NULL;
-        if (*again_last != NULL)
-            (*again_last)->next = bc;
-        else
-            again = bc;
-        *again_last = bc;
+    while (jtext_array_next(&a, &start, &end)) {
+        if (i == n)
+            return false;
+        spans[i].start = start;
+        spans[i].end = end;
+        i++;
     }
-    if (given != bt->n || jtext_array_next(&a, &start, &end) || a.bad)
-        log_error("fl_batch answered %s for %d calls",
-                  a.bad ? "nothing usable" : "a different number of answers", bt->n);
-    return again;
+    return !a.bad && i == n;
 }
 
+/* answer_call() for an answer given as text: {"ok": result} passes the result's text on, and
+ * anything else (an error, "again") is parsed on its own for answer_call. */
+static bool answer_text(struct bcall *bc, const char *s, size_t len)
+{
+    size_t vstart, vend;
+    if (jtext_ok_member(s, len, &vstart, &vend)) {
+        rpc_reply_text(bc->call, s + vstart, vend - vstart);
+        return true;
+    }
+    json_t *answer = json_loadb(s, len, 0, NULL);
+    bool done = answer_call(bc, answer); /* NULL: no answer for the call */
+    json_decref(answer);
+    return done;
+}
+
+/* Each call gets its answer from fl_batch's array: cut from its text when the result is jsonb
+ * (result_is_jsonb) and an array of one value per call, else parsed as a whole. */
 static void batch_done_cb(void *arg, const struct db_result *r)
 {
     struct batch *bt = arg;
     struct sqlbatch *b = bt->owner;
-    const char *text;
-    size_t len;
     if (r->status != DB_OK) {
         fail_calls(bt->calls, r);
-    } else if (result_is_jsonb(r, &text, &len)) {
-        struct bcall *again_last;
-        struct bcall *again = answer_from_text(bt, text, len, &again_last);
-        requeue(b, again, again_last);
     } else {
+        const char *text = NULL;
+        size_t len = 0;
+        struct span *spans = NULL;
         json_t *answers = NULL;
-        if (PQntuples(r->res) == 1 && PQnfields(r->res) == 1 && !PQgetisnull(r->res, 0, 0))
-            answers = result_json(bt->calls->call, PQgetvalue(r->res, 0, 0));
-        if (!json_is_array(answers) || json_array_size(answers) != (size_t)bt->n)
-            log_error("fl_batch answered %s for %d calls",
-                      answers == NULL ? "nothing usable" : "a different number of answers", bt->n);
+        if (result_is_jsonb(r, &text, &len)) {
+            spans = calloc((size_t)bt->n, sizeof(*spans));
+            if (spans != NULL && !cut_answers(text, len, bt->n, spans)) {
+                free(spans);
+                spans = NULL;
+            }
+        }
+        if (spans == NULL) {
+            if (PQntuples(r->res) == 1 && PQnfields(r->res) == 1 && !PQgetisnull(r->res, 0, 0))
+                answers = result_json(bt->calls->call, PQgetvalue(r->res, 0, 0));
+            if (!json_is_array(answers) || json_array_size(answers) != (size_t)bt->n)
+                log_error("fl_batch answered %s for %d calls",
+                          answers == NULL ? "nothing usable" : "a different number of answers",
+                          bt->n);
+        }
         struct bcall *again = NULL, *again_last = NULL;
         size_t i = 0;
         for (struct bcall *bc = bt->calls, *next; bc != NULL; bc = next, i++) {
             next = bc->next;
-            if (answer_call(bc, json_array_get(answers, i))) { /* NULL past the end */
+            bool done = spans != NULL
+                            ? answer_text(bc, text + spans[i].start, spans[i].end - spans[i].start)
+                            : answer_call(bc, json_array_get(answers, i)); /* NULL past the end */
+            if (done) {
                 bcall_free(bc);
                 continue;
             }
@@ -332,6 +342,7 @@ static void batch_done_cb(void *arg, const struct db_result *r)
                 again = bc;
             again_last = bc;
         }
+        free(spans);
         json_decref(answers);
         requeue(b, again, again_last);
     }

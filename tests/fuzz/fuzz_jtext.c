@@ -33,6 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
         assert(e == 0 || (e > i && e <= n));
     }
     (void)jtext_ok_member(s, n, &vs, &ve);
+    (void)jtext_has_long_number(s, n);
 
     bool compare = memchr(s, '\0', n) == NULL;
     json_t *whole = compare ? load(s, n) : NULL;

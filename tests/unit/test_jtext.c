@@ -138,12 +138,30 @@ static void test_ok_member(void **state)
     ok_value("{\"o", NULL);
 }
 
+static bool long_number(const char *s)
+{
+    return jtext_has_long_number(s, strlen(s));
+}
+
+static void test_long_number(void **state)
+{
+    (void)state;
+    assert_false(long_number("{\"id\": 123456789012345678, \"x\": -1.5}")); /* 18 digits */
+    assert_true(long_number("{\"id\": 1234567890123456789}"));              /* 19 */
+    assert_true(long_number("[-10000000000000000000]"));
+    assert_true(long_number("[0.1234567890123456789]")); /* digits in a row, wherever */
+    assert_false(long_number("{\"key\": \"12345678901234567890\"}")); /* in a string */
+    assert_false(long_number("[\"a\\\"12345678901234567890\"]"));     /* after an escaped quote */
+    assert_false(long_number("[123456789, 123456789]"));
+    assert_false(long_number(""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_value_bounds), cmocka_unit_test(test_value_not_one),
         cmocka_unit_test(test_array_walk),   cmocka_unit_test(test_array_not_one),
-        cmocka_unit_test(test_ok_member),
+        cmocka_unit_test(test_ok_member),    cmocka_unit_test(test_long_number),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
