@@ -501,6 +501,34 @@ void rpc_request_clear(struct rpc_request *req)
     memset(req, 0, sizeof(*req));
 }
 
+/* Whether v holds a real number of magnitude 2^63 or more anywhere (depth: jansson's parser
+ * bounds the nesting). jansson reads 1e19 as a real; PostgreSQL would keep it as the integer
+ * 10000000000000000000, which no 64-bit JSON reader (jansson included) takes back. */
+static bool has_huge_real(const json_t *v)
+{
+    if (json_is_real(v)) {
+        double x = json_real_value(v);
+        return x >= 9223372036854775808.0 || x <= -9223372036854775808.0;
+    }
+    const char *key;
+    json_t *member;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, key, member)
+        {
+            if (has_huge_real(member))
+                return true;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, member)
+        {
+            if (has_huge_real(member))
+                return true;
+        }
+    }
+    return false;
+}
+
 int rpc_parse_request(const char *text, size_t len, struct rpc_request *req, char *msg,
                       size_t msglen)
 {
@@ -509,6 +537,10 @@ int rpc_parse_request(const char *text, size_t len, struct rpc_request *req, cha
     req->root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (req->root == NULL) {
         snprintf(msg, msglen, "parse error: %s", jerr.text);
+        return RPC_PARSE_ERROR;
+    }
+    if (has_huge_real(req->root)) {
+        snprintf(msg, msglen, "parse error: a number beyond 2^63");
         return RPC_PARSE_ERROR;
     }
     if (json_is_array(req->root)) {

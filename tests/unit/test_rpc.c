@@ -37,6 +37,13 @@ static void test_valid_request(void **state)
     assert_int_equal(json_integer_value(json_object_get(req.params, "k")), 1);
     rpc_request_clear(&req);
 
+    /* reals below 2^63 are numbers like any other */
+    assert_int_equal(
+        parse("{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"x\",\"params\":{\"a\":[9.2e18,-2.5]}}",
+              &req, msg),
+        0);
+    rpc_request_clear(&req);
+
     assert_int_equal(parse("{\"jsonrpc\":\"2.0\",\"method\":\"x\"}", &req, msg), 0);
     assert_true(req.notification);
     rpc_request_clear(&req);
@@ -67,6 +74,12 @@ static void test_bad_envelopes(void **state)
     /* integers beyond 2^63 are not silently truncated */
     expect_code("{\"jsonrpc\":\"2.0\",\"id\":99999999999999999999,\"method\":\"x\"}",
                 RPC_PARSE_ERROR, NULL);
+    /* and neither are reals of that size anywhere (the database would keep them as integers) */
+    expect_code("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"settings\":"
+                "{\"a\":[1,{\"b\":1e19}]}}}",
+                RPC_PARSE_ERROR, "2^63");
+    expect_code("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"v\":-9.3e18}}",
+                RPC_PARSE_ERROR, "2^63");
     expect_code("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}]", RPC_INVALID_REQUEST, "batch");
     expect_code("42", RPC_INVALID_REQUEST, "object");
     expect_code("{\"id\":1,\"method\":\"x\"}", RPC_INVALID_REQUEST, "jsonrpc");
