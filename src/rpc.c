@@ -501,8 +501,8 @@ void rpc_request_clear(struct rpc_request *req)
     memset(req, 0, sizeof(*req));
 }
 
-/* Whether v holds a real number of magnitude 2^63 or more anywhere (depth: jansson's parser
- * bounds the nesting). jansson reads 1e19 as a real; PostgreSQL would keep it as the integer
+/* Whether v holds a real number of magnitude 2^63 or more anywhere (the request's params; depth:
+ * jansson's parser bounds the nesting). jansson reads 1e19 as a real; PostgreSQL would keep it as the integer
  * 10000000000000000000, which no 64-bit JSON reader (jansson included) takes back. */
 static bool has_huge_real(const json_t *v)
 {
@@ -537,10 +537,6 @@ int rpc_parse_request(const char *text, size_t len, struct rpc_request *req, cha
     req->root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (req->root == NULL) {
         snprintf(msg, msglen, "parse error: %s", jerr.text);
-        return RPC_PARSE_ERROR;
-    }
-    if (has_huge_real(req->root)) {
-        snprintf(msg, msglen, "parse error: a number beyond 2^63");
         return RPC_PARSE_ERROR;
     }
     if (json_is_array(req->root)) {
@@ -598,6 +594,11 @@ int rpc_parse_request(const char *text, size_t len, struct rpc_request *req, cha
         return RPC_INVALID_REQUEST;
     }
     req->params = params;
+    /* after the id is known, so that the answer carries it */
+    if (has_huge_real(params)) {
+        snprintf(msg, msglen, "parse error: a number beyond 2^63");
+        return RPC_PARSE_ERROR;
+    }
     return 0;
 }
 

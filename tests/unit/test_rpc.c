@@ -80,6 +80,17 @@ static void test_bad_envelopes(void **state)
                 RPC_PARSE_ERROR, "2^63");
     expect_code("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"v\":-9.3e18}}",
                 RPC_PARSE_ERROR, "2^63");
+    {
+        /* the answer can name the request: its id is known */
+        struct rpc_request req;
+        char msg[256];
+        assert_int_equal(
+            parse("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"x\",\"params\":{\"v\":1e300}}", &req,
+                  msg),
+            RPC_PARSE_ERROR);
+        assert_int_equal(json_integer_value(req.id), 5);
+        rpc_request_clear(&req);
+    }
     expect_code("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}]", RPC_INVALID_REQUEST, "batch");
     expect_code("42", RPC_INVALID_REQUEST, "object");
     expect_code("{\"id\":1,\"method\":\"x\"}", RPC_INVALID_REQUEST, "jsonrpc");
